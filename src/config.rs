@@ -1,0 +1,202 @@
+//! One typed configuration: defaults < optional TOML file < environment (`IMRS_*`) < command line.
+//! Every setting is declared once in `settings!` below, which also gives `imrs --help` its list.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chrono::FixedOffset;
+use ipnet::IpNet;
+use secrecy::SecretString;
+
+/// The salt compiled into the existing client (spec AF §4.1). Not a secret.
+pub const CLIENT_VISITOR_SALT: &str = "45ncashdaksh2!#@3nxjdas*_259";
+
+macro_rules! settings {
+    ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $default:expr, $env:literal; )*) => {
+        /// Values given on the command line, in the environment or in the config file; unset ones are `None`.
+        #[derive(clap::Args, Debug, Default, Clone, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Settings {
+            $( $(#[doc = $doc])* #[arg(long, env = $env, hide_env_values = true)] pub $name: Option<$ty>, )*
+        }
+
+        /// Raw resolved values, before parsing into [`Config`].
+        #[derive(Clone)]
+        struct Raw { $( $name: $ty, )* }
+
+        impl Settings {
+            /// `self` (command line and environment) wins over `file`, which wins over the defaults.
+            fn resolve(self, file: Settings) -> Raw {
+                Raw { $( $name: self.$name.or(file.$name).unwrap_or_else(|| $default), )* }
+            }
+        }
+    };
+}
+
+settings! {
+    /// Address to listen on
+    listen: String = "0.0.0.0:7001".into(), "IMRS_LISTEN";
+    /// Directory for the embedded database, the generated JWT secret and uploads
+    data_dir: PathBuf = PathBuf::from("./data"), "IMRS_DATA_DIR";
+    /// Database URL: empty = SQLite file in the data directory; `mysql://user:pass@host/db` selects MariaDB/MySQL
+    database_url: String = String::new(), "IMRS_DATABASE_URL";
+    /// HS256 secret for tokens (generated once into the data directory when unset)
+    jwt_secret: String = String::new(), "IMRS_JWT_SECRET";
+    /// Salt of the visitor request signature (default: the value compiled into the existing client)
+    visitor_salt: String = CLIENT_VISITOR_SALT.into(), "IMRS_VISITOR_SALT";
+    /// Display time zone of `create_time` texts
+    display_tz: String = "+08:00".into(), "IMRS_DISPLAY_TZ";
+    /// Token lifetime in seconds (0 = unlimited, like the original)
+    token_ttl_secs: u64 = 0, "IMRS_TOKEN_TTL_SECS";
+    /// Days that ended (retired/revoked) token records are kept
+    ended_token_days: u64 = 90, "IMRS_ENDED_TOKEN_DAYS";
+    /// Maximum request body in bytes for JSON/form requests
+    body_limit: usize = 1024 * 1024, "IMRS_BODY_LIMIT";
+    /// Counted visitor requests per device per window (AF §4.3)
+    visitor_device_limit: u64 = 30, "IMRS_VISITOR_DEVICE_LIMIT";
+    /// Window of the per-device visitor limit, seconds
+    visitor_window_secs: u64 = 3600, "IMRS_VISITOR_WINDOW_SECS";
+    /// `off` disables every per-IP limit at once (test rigs running all clients from one address)
+    per_ip_limits: String = "on".into(), "IMRS_PER_IP_LIMITS";
+    /// Visitor creations per IP per hour (0 disables)
+    visitor_ip_creations: u64 = 60, "IMRS_VISITOR_IP_CREATIONS";
+    /// Requests of the three signed visitor endpoints per IP per hour (0 disables)
+    visitor_ip_requests: u64 = 300, "IMRS_VISITOR_IP_REQUESTS";
+    /// Failed logins per account per hour before logins are refused (0 disables)
+    login_fail_account_limit: u64 = 20, "IMRS_LOGIN_FAIL_ACCOUNT_LIMIT";
+    /// Failed logins per IP per hour before logins are refused (0 disables)
+    login_fail_ip_limit: u64 = 100, "IMRS_LOGIN_FAIL_IP_LIMIT";
+    /// Comma-separated addresses/CIDRs of proxies whose X-Forwarded-For is honoured
+    trusted_proxies: String = String::new(), "IMRS_TRUSTED_PROXIES";
+    /// Maximum results of user search
+    search_limit: u64 = 50, "IMRS_SEARCH_LIMIT";
+    /// Allowed CORS origins, comma-separated (`*` = any)
+    cors_origins: String = "*".into(), "IMRS_CORS_ORIGINS";
+    /// Argon2id memory cost in KiB (lower only for tests and benchmarks)
+    argon2_memory_kib: u32 = 19456, "IMRS_ARGON2_MEMORY_KIB";
+    /// Accepted messages per sender per rolling hour (0 disables)
+    send_rate_limit: u64 = 1000, "IMRS_SEND_RATE_LIMIT";
+    /// Message types users may not send, comma-separated
+    reserved_types: String = "systemNotice".into(), "IMRS_RESERVED_TYPES";
+    /// Maximum member rows per group
+    group_max_members: u64 = 500, "IMRS_GROUP_MAX_MEMBERS";
+    /// Seconds between server heartbeats (text ping and protocol Ping)
+    ws_ping_secs: u64 = 30, "IMRS_WS_PING_SECS";
+    /// Seconds of silence after which a peer that answered Pings is dropped
+    ws_dead_secs: u64 = 90, "IMRS_WS_DEAD_SECS";
+    /// Frames queued per socket before a slow client is dropped
+    ws_queue_frames: usize = 1024, "IMRS_WS_QUEUE_FRAMES";
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub jwt_secret: Option<SecretString>,
+    pub visitor_salt: String,
+    pub display_tz: FixedOffset,
+    pub token_ttl_secs: u64,
+    pub ended_token_days: u64,
+    pub body_limit: usize,
+    pub visitor_device_limit: u64,
+    pub visitor_window_secs: u64,
+    pub per_ip_limits: bool,
+    pub visitor_ip_creations: u64,
+    pub visitor_ip_requests: u64,
+    pub login_fail_account_limit: u64,
+    pub login_fail_ip_limit: u64,
+    pub trusted_proxies: Vec<IpNet>,
+    pub search_limit: u64,
+    pub cors_origins: Vec<String>,
+    pub argon2_memory_kib: u32,
+    pub send_rate_limit: u64,
+    pub reserved_types: Vec<String>,
+    pub group_max_members: u64,
+    pub ws_ping_secs: u64,
+    pub ws_dead_secs: u64,
+    pub ws_queue_frames: usize,
+}
+
+impl Config {
+    /// Resolve `cli` (command line + environment) over the optional TOML `file` over the defaults.
+    pub fn load(cli: Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config> {
+        let from_file = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => Settings::default(),
+        };
+        Self::from_raw(cli.resolve(from_file))
+    }
+
+    /// Defaults only (plus what `f` changes): the starting point of tests and tools.
+    pub fn defaults_with(f: impl FnOnce(&mut Settings)) -> anyhow::Result<Config> {
+        let mut s = Settings::default();
+        f(&mut s);
+        Self::from_raw(s.resolve(Settings::default()))
+    }
+
+    fn from_raw(r: Raw) -> anyhow::Result<Config> {
+        let list = |s: &str| -> Vec<String> {
+            s.split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        let trusted_proxies = list(&r.trusted_proxies)
+            .iter()
+            .map(|p| {
+                p.parse::<IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .with_context(|| format!("IMRS_TRUSTED_PROXIES: bad address {p}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let database_url = if r.database_url.is_empty() {
+            format!("sqlite://{}", r.data_dir.join("imrs.db").display())
+        } else {
+            r.database_url
+        };
+        Ok(Config {
+            listen: r.listen.parse().context("IMRS_LISTEN must be host:port")?,
+            data_dir: r.data_dir,
+            database_url,
+            jwt_secret: (!r.jwt_secret.is_empty()).then(|| SecretString::from(r.jwt_secret)),
+            visitor_salt: r.visitor_salt,
+            display_tz: crate::time::parse_offset(&r.display_tz)
+                .context("IMRS_DISPLAY_TZ must look like +08:00")?,
+            token_ttl_secs: r.token_ttl_secs,
+            ended_token_days: r.ended_token_days,
+            body_limit: r.body_limit,
+            visitor_device_limit: r.visitor_device_limit,
+            visitor_window_secs: r.visitor_window_secs.max(1),
+            per_ip_limits: !matches!(
+                r.per_ip_limits.to_ascii_lowercase().as_str(),
+                "off" | "0" | "false" | "no"
+            ),
+            visitor_ip_creations: r.visitor_ip_creations,
+            visitor_ip_requests: r.visitor_ip_requests,
+            login_fail_account_limit: r.login_fail_account_limit,
+            login_fail_ip_limit: r.login_fail_ip_limit,
+            trusted_proxies,
+            search_limit: r.search_limit.max(1),
+            cors_origins: list(&r.cors_origins),
+            argon2_memory_kib: r.argon2_memory_kib.max(8),
+            send_rate_limit: r.send_rate_limit,
+            reserved_types: list(&r.reserved_types),
+            group_max_members: r.group_max_members.max(1),
+            ws_ping_secs: r.ws_ping_secs.max(1),
+            ws_dead_secs: r.ws_dead_secs.max(2),
+            ws_queue_frames: r.ws_queue_frames.max(16),
+        })
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+}

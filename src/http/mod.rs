@@ -1,0 +1,169 @@
+//! HTTP: turns requests into service calls and results into the envelope (AF §2). One file per
+//! resource of the spec; no business rule lives here.
+
+pub mod accounts;
+pub mod auth;
+pub mod params;
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::error::Error;
+use crate::state::AppState;
+use params::{form_to_map, ParsedBody};
+
+/// `{"msg":"ok","data":…}` with HTTP 200 (AF §2.1).
+pub fn ok<T: Serialize>(data: T) -> Response {
+    Json(json!({"msg": "ok", "data": data})).into_response()
+}
+
+pub type ApiResult = Result<Response, Error>;
+
+pub fn router(state: AppState) -> Router {
+    let chat = Router::new()
+        .route("/api/chat/logout", post(accounts::logout))
+        .route("/api/chat/searchUser", post(accounts::search))
+        .route("/api/chat/userset", post(accounts::userset))
+        .route("/api/chat/updateUserinfo", post(accounts::update_userinfo))
+        .route(
+            "/api/chat/getUserSetInfo",
+            post(accounts::get_user_set_info),
+        )
+        .route("/api/chat/setPassword", post(accounts::set_password))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+
+    let public = Router::new()
+        .route("/api/regChat", post(accounts::register))
+        .route("/api/loginChat", post(accounts::login))
+        .route("/api/visitorRegister", post(accounts::visitor_register))
+        .route("/api/visitorregChat", post(accounts::visitor_reg_chat))
+        .route("/api/visitorloginChat", post(accounts::visitor_login_chat))
+        .route("/api/userinfo/{uuid}", get(accounts::public_profile));
+
+    Router::new()
+        .merge(chat)
+        .merge(public)
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), parse_body))
+        .layer(cors(&state))
+        .with_state(state)
+}
+
+async fn not_found() -> Error {
+    Error::NotFound
+}
+
+fn cors(state: &AppState) -> CorsLayer {
+    let origins = &state.config.cors_origins;
+    let allow = if origins.is_empty() || origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::HeaderName::from_static("token"),
+            header::HeaderName::from_static("x-security-sign"),
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("idempotency-key"),
+        ])
+}
+
+/// Buffer and parse JSON/form bodies once (with the body limit) for `Params` and the token lookup;
+/// multipart bodies are left to their handlers.
+async fn parse_body(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let ctype = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ctype.starts_with("multipart/") || req.method() == Method::GET {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let parsed = match axum::body::to_bytes(body, st.config.body_limit).await {
+        Err(_) => ParsedBody::TooLarge,
+        Ok(bytes) => parse_bytes(&ctype, &bytes),
+    };
+    if matches!(parsed, ParsedBody::TooLarge) {
+        return Error::TooLarge.into_response();
+    }
+    parts.extensions.insert(parsed);
+    next.run(Request::from_parts(parts, Body::empty())).await
+}
+
+fn parse_bytes(ctype: &str, bytes: &Bytes) -> ParsedBody {
+    let trimmed = bytes.trim_ascii();
+    if trimmed.is_empty() {
+        return ParsedBody::Ok(Default::default());
+    }
+    let looks_json = ctype.contains("json") || (!ctype.contains("form") && trimmed[0] == b'{');
+    if looks_json {
+        match serde_json::from_slice::<serde_json::Value>(trimmed) {
+            Ok(serde_json::Value::Object(m)) => ParsedBody::Ok(m),
+            _ => ParsedBody::Bad,
+        }
+    } else {
+        match std::str::from_utf8(trimmed) {
+            Ok(_) => ParsedBody::Ok(form_to_map(trimmed)),
+            Err(_) => ParsedBody::Bad,
+        }
+    }
+}
+
+/// The client address of AF §4.3: the TCP peer, or — only behind a trusted proxy — the right-most
+/// untrusted address of `X-Forwarded-For`.
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Error> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        Ok(ClientIp(client_ip(
+            st,
+            peer,
+            parts.headers.get("x-forwarded-for"),
+        )))
+    }
+}
+
+pub fn client_ip(st: &AppState, peer: IpAddr, xff: Option<&HeaderValue>) -> IpAddr {
+    let trusted = |ip: &IpAddr| st.config.trusted_proxies.iter().any(|n| n.contains(ip));
+    if !trusted(&peer) {
+        return peer;
+    }
+    let Some(list) = xff.and_then(|v| v.to_str().ok()) else {
+        return peer;
+    };
+    for hop in list.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if trusted(&ip) => continue,
+            Ok(ip) => return ip,
+            Err(_) => break,
+        }
+    }
+    peer
+}

@@ -1,0 +1,108 @@
+//! imrs: a drop-in compatible, durable instant-messaging server.
+//! `App::build` turns a `Config` into a bound server (config → state → router); `main.rs` and the
+//! end-to-end tests both start it this way (tests on port 0).
+
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod http;
+pub mod ratelimit;
+pub mod services;
+pub mod state;
+pub mod store;
+pub mod time;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+
+use config::Config;
+use state::{AppState, Inner, KeyedLocks};
+use store::Db;
+
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl App {
+    /// Connect the store (creating and migrating it), build the state and bind the listener.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let state = build_state(config).await?;
+        let listener = TcpListener::bind(state.config.listen)
+            .await
+            .with_context(|| format!("binding {}", state.config.listen))?;
+        Ok(App { listener, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serve until `shutdown` resolves.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = http::router(self.state.clone());
+        axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        self.state.db.close().await;
+        Ok(())
+    }
+}
+
+/// The state of a server: store connected and migrated, secrets resolved.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let db = Db::connect(&config.database_url, &config.data_dir).await?;
+    db.migrate().await.context("applying migrations")?;
+    let secret = jwt_secret(&config)?;
+    Ok(AppState::new(Inner {
+        keys: services::tokens::Keys::new(secret.as_bytes()),
+        limiter: ratelimit::RateLimiter::local(),
+        delivery: delivery::Delivery::default(),
+        locks: KeyedLocks::default(),
+        db,
+        config,
+    }))
+}
+
+/// The configured JWT secret, or one generated once and kept in the data directory.
+fn jwt_secret(config: &Config) -> anyhow::Result<String> {
+    if let Some(s) = &config.jwt_secret {
+        return Ok(s.expose_secret().to_string());
+    }
+    let path = config.data_dir.join("jwt_secret");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        if !s.trim().is_empty() {
+            return Ok(s.trim().to_string());
+        }
+    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    let secret = hex::encode(bytes);
+    std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    tracing::warn!(
+        path = %path.display(),
+        "IMRS_JWT_SECRET is not set: generated a secret in the data directory; production must set one"
+    );
+    Ok(secret)
+}

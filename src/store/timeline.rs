@@ -1,0 +1,1 @@
+//! Durable timelines (ARCHITECTURE "Messages: durable first, then pushed").
