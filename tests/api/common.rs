@@ -1,0 +1,216 @@
+//! Shared test helpers: every test starts the real server on port 0 with a fresh database
+//! (SQLite in a temp directory, or a fresh MariaDB database when `IMRS_TEST_DATABASE_URL` is set)
+//! and speaks HTTP/websocket to it.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Once;
+
+use imrs::config::{Config, Settings};
+use imrs::state::AppState;
+use serde_json::{json, Value};
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    pub data_dir: PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+static WARN: Once = Once::new();
+
+/// Base URL of MariaDB for tests (`mysql://user:pass@host:port`), if configured.
+pub fn mysql_base() -> Option<String> {
+    let url = std::env::var("IMRS_TEST_DATABASE_URL").ok().filter(|s| !s.is_empty());
+    if url.is_none() {
+        WARN.call_once(|| {
+            eprintln!("!!! IMRS_TEST_DATABASE_URL is not set: this run tests SQLite only, NOT MariaDB !!!")
+        });
+    }
+    url
+}
+
+/// A fresh database URL for one test: a new MariaDB database, or a new SQLite file.
+pub async fn fresh_database(dir: &std::path::Path) -> String {
+    match mysql_base() {
+        Some(base) => {
+            use sqlx::Connection;
+            let name = format!("imrs_t_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::MySqlConnection::connect(&base).await.expect("MariaDB reachable");
+            sqlx::query(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            format!("{}/{name}", base.trim_end_matches('/'))
+        }
+        None => format!("sqlite://{}", dir.join("imrs.db").display()),
+    }
+}
+
+pub fn test_settings(dir: &std::path::Path, database_url: String) -> impl FnOnce(&mut Settings) {
+    let dir = dir.to_path_buf();
+    move |s: &mut Settings| {
+        s.listen = Some("127.0.0.1:0".into());
+        s.data_dir = Some(dir);
+        s.database_url = Some(database_url);
+        s.jwt_secret = Some("test-secret".into());
+        s.argon2_memory_kib = Some(64);
+        s.per_ip_limits = Some("off".into());
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+/// Start a server whose settings `f` may change.
+pub async fn spawn_with(f: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = std::env::temp_dir().join(format!("imrs-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let url = fresh_database(&dir).await;
+    let base = test_settings(&dir, url);
+    let config = Config::defaults_with(|s| {
+        base(s);
+        f(s);
+    })
+    .expect("config");
+    start(config, dir).await
+}
+
+pub async fn start(config: Config, dir: PathBuf) -> TestApp {
+    let app = imrs::App::build(config).await.expect("app builds");
+    let addr = app.local_addr();
+    let state = app.state();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        app.run(async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    TestApp {
+        addr,
+        state,
+        http: reqwest::Client::new(),
+        data_dir: dir,
+        shutdown: Some(tx),
+        task: Some(task),
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Resp {
+    /// `data` of an ok envelope (asserts status 200 and msg ok).
+    pub fn ok(&self) -> &Value {
+        assert_eq!(self.status, 200, "expected 200, got {} {}", self.status, self.body);
+        assert_eq!(self.body["msg"], "ok", "{}", self.body);
+        &self.body["data"]
+    }
+    /// Asserts a fail envelope with this status and text.
+    pub fn fails(&self, status: u16, text: &str) {
+        assert_eq!(
+            (self.status, self.body["msg"].as_str(), self.body["data"].as_str()),
+            (status, Some("fail"), Some(text)),
+            "body: {}",
+            self.body
+        );
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self, token: &str) -> String {
+        format!("ws://{}/ws?token={}", self.addr, token)
+    }
+
+    async fn resp(r: reqwest::Response) -> Resp {
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Resp { status, body }
+    }
+
+    /// POST a JSON body, with the token header when given.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
+        let mut req = self.http.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.header("token", t);
+        }
+        Self::resp(req.send().await.expect("request")).await
+    }
+
+    /// POST a form body.
+    pub async fn post_form(&self, path: &str, token: Option<&str>, form: &[(&str, &str)]) -> Resp {
+        let mut req = self.http.post(self.url(path)).form(form);
+        if let Some(t) = token {
+            req = req.header("token", t);
+        }
+        Self::resp(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.header("token", t);
+        }
+        Self::resp(req.send().await.expect("request")).await
+    }
+
+    /// POST with extra headers and a raw JSON body.
+    pub async fn post_signed(&self, path: &str, sign: Option<&str>, body: Value) -> Resp {
+        let mut req = self.http.post(self.url(path)).json(&body);
+        if let Some(s) = sign {
+            req = req.header("X-Security-Sign", s);
+        }
+        Self::resp(req.send().await.expect("request")).await
+    }
+
+    /// Register a user; returns (id, token, whole data).
+    pub async fn register(&self, username: &str) -> (i64, String, Value) {
+        let r = self.post("/api/regChat", None, json!({"username": username, "password": "123456"})).await;
+        let d = r.ok().clone();
+        (d["id"].as_i64().expect("id"), d["token"].as_str().expect("token").to_string(), d)
+    }
+
+    /// A visitor for `device` through API 十三; returns the answer's data.
+    pub async fn visitor(&self, device: &str) -> Value {
+        let (sign, body) = signed_body(device, json!({}));
+        self.post_signed("/api/visitorRegister", Some(&sign), body).await.ok().clone()
+    }
+}
+
+pub const SALT: &str = "45ncashdaksh2!#@3nxjdas*_259";
+
+/// Sign a visitor request body for `device` with a fresh timestamp (AF §4.1).
+pub fn signed_body(device: &str, mut extra: Value) -> (String, Value) {
+    let ts = chrono::Utc::now().timestamp_millis();
+    let sign = imrs::services::visitor::signature(device, &ts.to_string(), SALT);
+    extra["deviceId"] = json!(device);
+    extra["timestamp"] = json!(ts);
+    (sign, extra)
+}
+
+/// A 36-character device id unique to this call.
+pub fn device_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: the real server on port 0, real HTTP and websocket clients.
+//! The same suite runs on SQLite and, with `IMRS_TEST_DATABASE_URL`, on MariaDB.
+
+mod common;
+
+mod accounts;
