@@ -5,6 +5,7 @@
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod gateway;
 pub mod http;
 pub mod ratelimit;
 pub mod services;
@@ -58,14 +59,50 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = http::router(self.state.clone());
+        let background = tokio::spawn(maintenance(self.state.clone()));
+        let delivery = self.state.delivery.clone();
+        // Websockets end without a Close frame when the server stops (MR §3.8).
+        let stop = async move {
+            shutdown.await;
+            delivery.shutdown();
+        };
         axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(stop)
         .await?;
+        background.abort();
         self.state.db.close().await;
         Ok(())
+    }
+}
+
+/// Periodic work: apply operator bans made by other processes (`imrs admin ban`) to this node's
+/// sockets, and forget ended tokens past their retention.
+async fn maintenance(st: AppState) {
+    let max_sql = "SELECT MAX(`id`) FROM `im_admin_event`";
+    let mut last: i64 = match st.db.opt::<(Option<i64>,)>(max_sql, args![]).await {
+        Ok(Some((Some(n),))) => n,
+        _ => 0,
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        let sql = "SELECT `id`,`user_id` FROM `im_admin_event` WHERE `id` > ? ORDER BY `id`";
+        if let Ok(rows) = st.db.all::<(i64, i64)>(sql, args![last]).await {
+            for (id, user) in rows {
+                st.delivery.user_disabled(user);
+                last = id;
+            }
+        }
+        if n % 21_600 == 0 {
+            if let Err(e) = store::tokens::prune(&st.db, st.config.ended_token_days).await {
+                tracing::warn!(error = %e, "pruning ended tokens failed");
+            }
+        }
+        n += 1;
     }
 }
 
@@ -77,7 +114,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     Ok(AppState::new(Inner {
         keys: services::tokens::Keys::new(secret.as_bytes()),
         limiter: ratelimit::RateLimiter::local(),
-        delivery: delivery::Delivery::default(),
+        delivery: delivery::Delivery::new(db.clone()),
         locks: KeyedLocks::default(),
         db,
         config,

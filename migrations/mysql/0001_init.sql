@@ -165,6 +165,7 @@ CREATE INDEX `im_inbox_pending` ON `im_inbox` (`user_id`, `delivered`, `entry_id
 CREATE TABLE IF NOT EXISTS `im_group_cursor` (
   `group_id` BIGINT NOT NULL,
   `user_id` BIGINT NOT NULL,
+  `conv_key` VARCHAR(64) NOT NULL,
   `join_seq` BIGINT NOT NULL,
   `left_seq` BIGINT NULL,
   `delivered_seq` BIGINT NOT NULL,

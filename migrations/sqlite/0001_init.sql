@@ -165,6 +165,7 @@ CREATE INDEX IF NOT EXISTS `im_inbox_pending` ON `im_inbox` (`user_id`, `deliver
 CREATE TABLE IF NOT EXISTS `im_group_cursor` (
   `group_id` INTEGER NOT NULL,
   `user_id` INTEGER NOT NULL,
+  `conv_key` VARCHAR(64) NOT NULL,
   `join_seq` INTEGER NOT NULL,
   `left_seq` INTEGER NULL,
   `delivered_seq` INTEGER NOT NULL,

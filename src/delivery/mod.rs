@@ -1,19 +1,798 @@
-//! Delivery: pushes frames to connected users (ARCHITECTURE "delivery"). Sessions of this node,
-//! presence and the bus are its seams.
+//! Delivery (ARCHITECTURE "delivery", MR §3.3, §6.2): this node's sockets per user, the chosen
+//! socket rule (R4), confirmation by Pong/ack and rewind on unconfirmed ends (R5), commit-order
+//! writes with backlog flushes (R6), and the token events (retire, kick, ban) applied to sockets.
+//! `Presence` (user → node) and `Bus` (node → node) are the seams a cluster replaces; embedded,
+//! every user lives on this node.
+
+pub mod writer;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::services::tokens::Ended;
+use crate::store::timeline::{self, Append, Appended, EntryRow, Recipients};
 use crate::store::tokens::TokenRow;
+use crate::store::Db;
+pub use writer::Writer;
+
+/// What a socket task is asked to do.
+#[derive(Debug)]
+pub enum Out {
+    /// A live-only frame (welcome, notices, pong): not tracked.
+    Text(Arc<str>),
+    /// A timeline entry: tracked until confirmed (R5). `seq` is the entry id.
+    Entry {
+        frame: Arc<str>,
+        seq: i64,
+        conv_seq: i64,
+    },
+    /// `{"msg":"fail","data":…}` then a Close frame with this code (ban: 4003).
+    Fail(&'static str, u16),
+    /// End the connection without a Close frame (kick, shutdown, overload).
+    Drop,
+}
+
+/// One registered socket.
+pub struct Sock {
+    pub id: u64,
+    pub jti: String,
+    /// Session role `user` (kick frames are sent only to these, MR §3.3).
+    pub user_role: bool,
+    pub proto2: bool,
+    pub inert: bool,
+    pub tx: mpsc::Sender<Out>,
+    /// Set when the socket cannot take more frames: its task ends without a Close frame.
+    pub abort: Arc<Notify>,
+}
+
+struct Inflight {
+    sock: u64,
+    group: Option<(i64, i64)>,
+}
 
 #[derive(Default)]
-pub struct Delivery {}
+struct Slot {
+    sockets: Vec<Sock>,
+    connecting: HashMap<String, u32>,
+    /// Entries may be pending in the store that no socket has been given (R6 backlog).
+    dirty: bool,
+    flushing: bool,
+    inflight: HashMap<i64, Inflight>,
+    /// Group entries confirmed above a hole that is still in flight: never re-sent.
+    confirmed_above: HashMap<i64, BTreeSet<i64>>,
+    /// Group entries whose socket ended unconfirmed, not yet written again: the cursor stays below.
+    rewound: HashMap<i64, BTreeSet<i64>>,
+    owed: Option<(String, Instant)>,
+    flush_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Groups this user is an active member of, while online (fan-out index).
+    groups: Option<Vec<i64>>,
+}
+
+impl Slot {
+    /// The chosen socket: the most recently opened open legacy socket of the active token (R4).
+    fn chosen(&self) -> Option<&Sock> {
+        self.sockets.iter().rev().find(|s| !s.inert && !s.proto2)
+    }
+    fn online(&self) -> bool {
+        self.sockets.iter().any(|s| !s.inert)
+    }
+}
+
+const SHARDS: usize = 64;
+
+struct Hub {
+    db: Db,
+    shards: Vec<Mutex<HashMap<i64, Slot>>>,
+    next_id: AtomicU64,
+    /// group id → online active members.
+    group_online: Mutex<HashMap<i64, HashSet<i64>>>,
+    markers: Mutex<HashMap<i64, (String, Instant)>>,
+    shutdown: watch::Sender<bool>,
+    stopping: AtomicBool,
+}
+
+/// The delivery layer handle (cheap to clone).
+#[derive(Clone)]
+pub struct Delivery {
+    hub: Arc<Hub>,
+    writer: Writer,
+}
+
+pub fn frame_of(body: &str, ts: i64) -> String {
+    format!(r#"{{"type":"singleChat","data":{body},"timestamp":{ts}}}"#)
+}
 
 impl Delivery {
-    /// Tokens replaced by a new issuance: retired ones go inert, revoked ones are kicked.
-    pub fn tokens_ended(&self, _user_id: i64, _ended: &[(TokenRow, Ended)]) {}
-    /// A logged-out token: its sockets stay open and go inert.
-    pub fn token_retired(&self, _user_id: i64, _jti: &str) {}
-    /// AF API 三十四: remember the edited field for 60 s.
-    pub fn mark_profile_edit(&self, _user_id: i64, _field: &str) {}
-    /// AF §3.7: close every socket of the user with `你已被管理员禁用` + 4003.
-    pub fn user_disabled(&self, _user_id: i64) {}
+    pub fn new(db: Db) -> Delivery {
+        let hub = Arc::new(Hub {
+            db: db.clone(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            next_id: AtomicU64::new(1),
+            group_online: Mutex::new(HashMap::new()),
+            markers: Mutex::new(HashMap::new()),
+            shutdown: watch::channel(false).0,
+            stopping: AtomicBool::new(false),
+        });
+        let h = hub.clone();
+        let writer = Writer::start(db, move |committed| h.dispatch(committed));
+        Delivery { hub, writer }
+    }
+
+    /// Persist an entry (durably, in commit order) and deliver it; resolves after the commit.
+    pub async fn append(&self, a: Append) -> anyhow::Result<Appended> {
+        self.writer.append(a).await
+    }
+
+    // ----- sockets -----
+
+    /// A verified token is upgrading: API 二十二 may wait for its registration (MR §5.2 step 2).
+    pub fn connecting(&self, user: i64, jti: &str, delta: i32) {
+        let mut shard = self.hub.shard(user).lock();
+        let slot = shard.entry(user).or_default();
+        let n = slot.connecting.entry(jti.to_string()).or_insert(0);
+        *n = (*n as i32 + delta).max(0) as u32;
+        if *n == 0 {
+            slot.connecting.remove(jti);
+        }
+        if slot.sockets.is_empty() && slot.connecting.is_empty() && slot.owed.is_none() {
+            shard.remove(&user);
+        }
+    }
+
+    /// Register an authenticated socket; returns its id. `groups` = the user's active groups.
+    pub fn register(&self, user: i64, mut sock: Sock, groups: Vec<i64>) -> u64 {
+        let id = self.hub.next_id.fetch_add(1, Ordering::Relaxed);
+        sock.id = id;
+        let (was_online, run_owed) = {
+            let mut shard = self.hub.shard(user).lock();
+            let slot = shard.entry(user).or_default();
+            let was_online = slot.online();
+            let active = !sock.inert;
+            let jti = sock.jti.clone();
+            let proto2 = sock.proto2;
+            slot.sockets.push(sock);
+            // A new chosen socket starts with an unknown backlog (pending entries wait for 二十二).
+            if active && !proto2 {
+                slot.dirty = true;
+            }
+            let run_owed = match &slot.owed {
+                Some((j, until)) if *j == jti && *until > Instant::now() && active => {
+                    slot.owed = None;
+                    true
+                }
+                Some((_, until)) if *until <= Instant::now() => {
+                    slot.owed = None;
+                    false
+                }
+                _ => false,
+            };
+            if active && slot.groups.is_none() {
+                slot.groups = Some(groups.clone());
+            }
+            (was_online || !active, run_owed)
+        };
+        if !was_online {
+            let mut go = self.hub.group_online.lock();
+            for g in groups {
+                go.entry(g).or_default().insert(user);
+            }
+        }
+        if run_owed {
+            let d = self.clone();
+            tokio::spawn(async move { d.flush(user).await });
+        }
+        id
+    }
+
+    /// A socket ended; `unconfirmed` entries written to it become pending again (R5).
+    pub fn unregister(&self, user: i64, sock_id: u64, unconfirmed: &[i64]) {
+        let mut offline_groups = None;
+        {
+            let mut shard = self.hub.shard(user).lock();
+            let Some(slot) = shard.get_mut(&user) else {
+                return;
+            };
+            slot.sockets.retain(|s| s.id != sock_id);
+            for id in unconfirmed {
+                if slot.inflight.get(id).is_some_and(|f| f.sock == sock_id) {
+                    if let Some(Inflight {
+                        group: Some((g, s)),
+                        ..
+                    }) = slot.inflight.remove(id)
+                    {
+                        slot.rewound.entry(g).or_default().insert(s);
+                    }
+                    slot.dirty = true;
+                }
+            }
+            if !slot.online() {
+                offline_groups = slot.groups.take();
+            }
+            if slot.sockets.is_empty()
+                && slot.connecting.is_empty()
+                && slot.owed.is_none()
+                && slot.inflight.is_empty()
+            {
+                shard.remove(&user);
+            }
+        }
+        if let Some(groups) = offline_groups {
+            let mut go = self.hub.group_online.lock();
+            for g in groups {
+                if let Some(set) = go.get_mut(&g) {
+                    set.remove(&user);
+                    if set.is_empty() {
+                        go.remove(&g);
+                    }
+                }
+            }
+        }
+    }
+
+    /// True while at least one socket of the user's active token is open here (R3).
+    pub fn is_online(&self, user: i64) -> bool {
+        self.hub
+            .shard(user)
+            .lock()
+            .get(&user)
+            .is_some_and(|s| s.online())
+    }
+
+    /// Entries written to a socket were confirmed (Pong after the write, or an ack).
+    pub fn confirmed(&self, user: i64, sock_id: u64, entries: Vec<i64>) {
+        if entries.is_empty() {
+            return;
+        }
+        let hub = self.hub.clone();
+        tokio::spawn(async move {
+            if let Err(e) = hub.persist_confirmation(user, sock_id, entries).await {
+                tracing::warn!(error = %e, user, "persisting a delivery confirmation failed");
+            }
+        });
+    }
+
+    /// Write every pending entry of `user` to the chosen socket, in order (API 二十二, R6).
+    pub async fn flush(&self, user: i64) {
+        self.hub.clone().flush(user).await
+    }
+
+    /// The pending entries of a user in commit order (EXTENSION resume without `since`).
+    pub async fn pending(&self, user: i64) -> sqlx::Result<Vec<(EntryRow, Option<(i64, i64)>)>> {
+        self.hub.pending(user).await
+    }
+
+    /// API 二十二: replay to the caller's chosen socket, waiting briefly for a socket that is
+    /// still upgrading, or owing the replay to the token for 60 s (MR §5.2 step 2).
+    pub async fn replay(&self, user: i64, jti: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let state = {
+                let mut shard = self.hub.shard(user).lock();
+                let slot = shard.entry(user).or_default();
+                if slot.sockets.iter().any(|s| !s.inert && s.jti == jti) {
+                    slot.dirty = true;
+                    0
+                } else if slot.connecting.contains_key(jti) {
+                    1
+                } else {
+                    slot.owed = Some((jti.to_string(), Instant::now() + Duration::from_secs(60)));
+                    2
+                }
+            };
+            match state {
+                0 => return self.flush(user).await,
+                1 if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                _ => {
+                    let mut shard = self.hub.shard(user).lock();
+                    if let Some(slot) = shard.get_mut(&user) {
+                        slot.owed =
+                            Some((jti.to_string(), Instant::now() + Duration::from_secs(60)));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Send a live-only frame to one socket (connect-time frames); false if it is gone.
+    pub fn send_live(&self, user: i64, sock_id: u64, frame: Arc<str>) -> bool {
+        let shard = self.hub.shard(user).lock();
+        shard
+            .get(&user)
+            .and_then(|s| s.sockets.iter().find(|x| x.id == sock_id))
+            .is_some_and(|s| s.tx.try_send(Out::Text(frame)).is_ok())
+    }
+
+    /// Live-only frame to the user's chosen socket (e.g. the kick or the avatar notice).
+    pub fn send_to_chosen(&self, user: i64, frame: Arc<str>) -> bool {
+        let shard = self.hub.shard(user).lock();
+        shard
+            .get(&user)
+            .and_then(|s| s.chosen())
+            .is_some_and(|s| s.tx.try_send(Out::Text(frame)).is_ok())
+    }
+
+    // ----- token and account events (MR §3.3) -----
+
+    /// Tokens replaced by a new issuance: retired ones go inert; revoked ones are kicked (kick
+    /// frame to the newest socket of a `user` session, then every socket dropped without a
+    /// Close frame) or, when bound to no device, go inert.
+    pub fn tokens_ended(
+        &self,
+        user: i64,
+        ended: &[(TokenRow, Ended)],
+        kick_frame: Option<Arc<str>>,
+    ) {
+        for (row, how) in ended {
+            match how {
+                Ended::Retired | Ended::Revoked { kick: false } => self.make_inert(user, &row.jti),
+                Ended::Revoked { kick: true } => self.kick(user, &row.jti, kick_frame.clone()),
+            }
+        }
+    }
+
+    pub fn token_retired(&self, user: i64, jti: &str) {
+        self.make_inert(user, jti);
+    }
+
+    fn make_inert(&self, user: i64, jti: &str) {
+        let mut offline = None;
+        {
+            let mut shard = self.hub.shard(user).lock();
+            if let Some(slot) = shard.get_mut(&user) {
+                for s in slot.sockets.iter_mut().filter(|s| s.jti == jti) {
+                    s.inert = true;
+                }
+                if !slot.online() {
+                    offline = slot.groups.take();
+                }
+            }
+        }
+        self.drop_from_groups(user, offline);
+    }
+
+    fn drop_from_groups(&self, user: i64, groups: Option<Vec<i64>>) {
+        if let Some(groups) = groups {
+            let mut go = self.hub.group_online.lock();
+            for g in groups {
+                if let Some(set) = go.get_mut(&g) {
+                    set.remove(&user);
+                }
+            }
+        }
+    }
+
+    fn kick(&self, user: i64, jti: &str, frame: Option<Arc<str>>) {
+        let mut offline = None;
+        {
+            let mut shard = self.hub.shard(user).lock();
+            let Some(slot) = shard.get_mut(&user) else {
+                return;
+            };
+            let mut newest = true;
+            for s in slot.sockets.iter_mut().rev().filter(|s| s.jti == jti) {
+                s.inert = true;
+                if newest && s.user_role {
+                    if let Some(f) = &frame {
+                        let _ = s.tx.try_send(Out::Text(f.clone()));
+                    }
+                }
+                newest = false;
+                if s.proto2 {
+                    let _ = s.tx.try_send(Out::Fail("", 4001));
+                } else if s.tx.try_send(Out::Drop).is_err() {
+                    s.abort.notify_one();
+                }
+            }
+            if !slot.online() {
+                offline = slot.groups.take();
+            }
+        }
+        self.drop_from_groups(user, offline);
+    }
+
+    /// AF §3.7, D19: every socket of the user gets `你已被管理员禁用` and close 4003.
+    pub fn user_disabled(&self, user: i64) {
+        let shard = self.hub.shard(user).lock();
+        if let Some(slot) = shard.get(&user) {
+            for s in &slot.sockets {
+                if s.tx.try_send(Out::Fail("你已被管理员禁用", 4003)).is_err() {
+                    s.abort.notify_one();
+                }
+            }
+        }
+    }
+
+    /// AF API 三十四: remember the edited field for 60 s (read by the gateway on connect).
+    pub fn mark_profile_edit(&self, user: i64, field: &str) {
+        let mut m = self.hub.markers.lock();
+        if m.len() > 10_000 {
+            let now = Instant::now();
+            m.retain(|_, (_, t)| *t > now);
+        }
+        m.insert(
+            user,
+            (field.to_string(), Instant::now() + Duration::from_secs(60)),
+        );
+    }
+
+    /// The live marker of a user, if any; a marker other than `avatar` is consumed (MA3).
+    pub fn take_profile_marker(&self, user: i64) -> Option<String> {
+        let mut m = self.hub.markers.lock();
+        match m.get(&user) {
+            Some((f, t)) if *t > Instant::now() => {
+                let f = f.clone();
+                if f != "avatar" {
+                    m.remove(&user);
+                }
+                Some(f)
+            }
+            Some(_) => {
+                m.remove(&user);
+                None
+            }
+            None => None,
+        }
+    }
+
+    // ----- group membership (fan-out index) -----
+
+    pub fn member_joined(&self, group: i64, user: i64) {
+        let online = {
+            let mut shard = self.hub.shard(user).lock();
+            match shard.get_mut(&user) {
+                Some(slot) if slot.online() => {
+                    let gs = slot.groups.get_or_insert_with(Vec::new);
+                    if !gs.contains(&group) {
+                        gs.push(group);
+                    }
+                    true
+                }
+                _ => false,
+            }
+        };
+        if online {
+            self.hub
+                .group_online
+                .lock()
+                .entry(group)
+                .or_default()
+                .insert(user);
+        }
+    }
+
+    pub fn member_left(&self, group: i64, user: i64) {
+        {
+            let mut shard = self.hub.shard(user).lock();
+            if let Some(slot) = shard.get_mut(&user) {
+                if let Some(gs) = slot.groups.as_mut() {
+                    gs.retain(|g| *g != group);
+                }
+            }
+        }
+        if let Some(set) = self.hub.group_online.lock().get_mut(&group) {
+            set.remove(&user);
+        }
+    }
+
+    /// Online active members of a group on this node.
+    pub fn online_members(&self, group: i64) -> Vec<i64> {
+        self.hub
+            .group_online
+            .lock()
+            .get(&group)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    // ----- lifecycle -----
+
+    /// A receiver that turns true when the server stops: sockets end without a Close frame.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.hub.shutdown.subscribe()
+    }
+
+    pub fn shutdown(&self) {
+        self.hub.stopping.store(true, Ordering::SeqCst);
+        let _ = self.hub.shutdown.send(true);
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.hub.db
+    }
+}
+
+impl Hub {
+    fn shard(&self, user: i64) -> &Mutex<HashMap<i64, Slot>> {
+        &self.shards[(user as u64 as usize) % SHARDS]
+    }
+
+    /// After each commit, in commit order: give each entry to its online recipients.
+    fn dispatch(self: &Arc<Self>, committed: &[(Append, Appended)]) {
+        let ts = crate::time::now_ms();
+        for (a, ap) in committed {
+            let frame: Arc<str> = Arc::from(frame_of(&a.body, ts));
+            match &a.recipients {
+                Recipients::Users(users) => {
+                    for u in users {
+                        self.offer(*u, &frame, ap.entry_id, ap.conv_seq, None);
+                    }
+                }
+                Recipients::Group(g) => {
+                    let members: Vec<i64> = self
+                        .group_online
+                        .lock()
+                        .get(g)
+                        .map(|s| s.iter().copied().collect())
+                        .unwrap_or_default();
+                    for u in members {
+                        if a.kind == timeline::KIND_CHAT && u == a.from_id {
+                            continue;
+                        }
+                        self.offer(u, &frame, ap.entry_id, ap.conv_seq, Some((*g, ap.conv_seq)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A committed entry for an online user: written now when nothing older is pending for them,
+    /// else a flush writes the backlog first (R6).
+    fn offer(
+        self: &Arc<Self>,
+        user: i64,
+        frame: &Arc<str>,
+        seq: i64,
+        conv_seq: i64,
+        group: Option<(i64, i64)>,
+    ) {
+        let mut spawn_flush = false;
+        {
+            let mut shard = self.shard(user).lock();
+            let Some(slot) = shard.get_mut(&user) else {
+                return;
+            };
+            for s in slot.sockets.iter().filter(|s| s.proto2 && !s.inert) {
+                let f = proto2_frame(frame, seq, conv_seq);
+                if s.tx.try_send(Out::Text(f)).is_err() {
+                    s.abort.notify_one();
+                }
+            }
+            let Some(chosen) = slot.chosen() else {
+                slot.dirty = true;
+                return;
+            };
+            if slot.dirty || slot.flushing {
+                slot.dirty = true;
+                if !slot.flushing {
+                    slot.flushing = true;
+                    spawn_flush = true;
+                }
+            } else {
+                let sock_id = chosen.id;
+                let out = Out::Entry {
+                    frame: frame.clone(),
+                    seq,
+                    conv_seq,
+                };
+                if chosen.tx.try_send(out).is_ok() {
+                    slot.inflight.insert(
+                        seq,
+                        Inflight {
+                            sock: sock_id,
+                            group,
+                        },
+                    );
+                } else {
+                    // A slow client: drop it; its entries are replayed later (MR §6.2 R5).
+                    chosen.abort.notify_one();
+                    slot.dirty = true;
+                }
+            }
+        }
+        if spawn_flush {
+            let hub = self.clone();
+            tokio::spawn(async move { hub.flush(user).await });
+        }
+    }
+
+    async fn flush(self: Arc<Self>, user: i64) {
+        let lock = {
+            let mut shard = self.shard(user).lock();
+            let slot = shard.entry(user).or_default();
+            slot.flushing = true;
+            slot.flush_lock.clone()
+        };
+        let _guard = lock.lock().await;
+        loop {
+            {
+                let mut shard = self.shard(user).lock();
+                let Some(slot) = shard.get_mut(&user) else {
+                    return;
+                };
+                if slot.chosen().is_none() {
+                    slot.flushing = false;
+                    return;
+                }
+                slot.dirty = false;
+            }
+            let rows = match self.pending(user).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, user, "reading pending entries failed");
+                    let mut shard = self.shard(user).lock();
+                    if let Some(slot) = shard.get_mut(&user) {
+                        slot.dirty = true;
+                        slot.flushing = false;
+                    }
+                    return;
+                }
+            };
+            let ts = crate::time::now_ms();
+            let mut shard = self.shard(user).lock();
+            let Some(slot) = shard.get_mut(&user) else {
+                return;
+            };
+            let Some(chosen) = slot.chosen() else {
+                slot.flushing = false;
+                slot.dirty = true;
+                return;
+            };
+            let (sock_id, tx, abort) = (chosen.id, chosen.tx.clone(), chosen.abort.clone());
+            for (row, group) in rows {
+                if slot.inflight.contains_key(&row.id) {
+                    continue;
+                }
+                if let Some((g, s)) = group {
+                    if slot
+                        .confirmed_above
+                        .get(&g)
+                        .is_some_and(|set| set.contains(&s))
+                    {
+                        continue;
+                    }
+                }
+                let frame: Arc<str> = Arc::from(frame_of(&row.body, ts));
+                if tx
+                    .try_send(Out::Entry {
+                        frame,
+                        seq: row.id,
+                        conv_seq: row.conv_seq,
+                    })
+                    .is_err()
+                {
+                    abort.notify_one();
+                    slot.dirty = true;
+                    break;
+                }
+                if let Some((g, s)) = group {
+                    if let Some(set) = slot.rewound.get_mut(&g) {
+                        set.remove(&s);
+                    }
+                    slot.rewound.retain(|_, set| !set.is_empty());
+                }
+                slot.inflight.insert(
+                    row.id,
+                    Inflight {
+                        sock: sock_id,
+                        group,
+                    },
+                );
+            }
+            if !slot.dirty {
+                slot.flushing = false;
+                return;
+            }
+        }
+    }
+
+    /// Pending entries of a user from the store: undelivered inbox rows and group entries beyond
+    /// the cursors, merged in commit order.
+    async fn pending(&self, user: i64) -> sqlx::Result<Vec<(EntryRow, Option<(i64, i64)>)>> {
+        let mut rows: Vec<(EntryRow, Option<(i64, i64)>)> = timeline::pending_inbox(&self.db, user)
+            .await?
+            .into_iter()
+            .map(|r| (r, None))
+            .collect();
+        for c in timeline::cursors_behind(&self.db, user).await? {
+            for r in timeline::group_entries_after(&self.db, user, &c, c.delivered_seq).await? {
+                let seq = r.conv_seq;
+                rows.push((r, Some((c.group_id, seq))));
+            }
+        }
+        rows.sort_by_key(|(r, _)| r.id);
+        Ok(rows)
+    }
+
+    async fn persist_confirmation(
+        &self,
+        user: i64,
+        sock_id: u64,
+        entries: Vec<i64>,
+    ) -> sqlx::Result<()> {
+        let mut inbox = Vec::new();
+        let mut groups: HashMap<i64, Vec<i64>> = HashMap::new();
+        {
+            let shard = self.shard(user).lock();
+            let Some(slot) = shard.get(&user) else {
+                return Ok(());
+            };
+            for id in &entries {
+                match slot.inflight.get(id) {
+                    Some(f) if f.sock == sock_id => match f.group {
+                        Some((g, s)) => groups.entry(g).or_default().push(s),
+                        None => inbox.push(*id),
+                    },
+                    _ => {}
+                }
+            }
+        }
+        timeline::confirm_inbox(&self.db, user, &inbox).await?;
+        // A group cursor only moves past entries with nothing older still in flight.
+        let mut advance = Vec::new();
+        {
+            let mut shard = self.shard(user).lock();
+            let Some(slot) = shard.get_mut(&user) else {
+                return Ok(());
+            };
+            for id in &inbox {
+                slot.inflight.remove(id);
+            }
+            for (g, seqs) in &groups {
+                let above = slot.confirmed_above.entry(*g).or_default();
+                above.extend(seqs.iter().copied());
+            }
+            let ids: Vec<i64> = entries.clone();
+            for id in ids {
+                if slot
+                    .inflight
+                    .get(&id)
+                    .is_some_and(|f| f.sock == sock_id && f.group.is_some())
+                {
+                    slot.inflight.remove(&id);
+                }
+            }
+            for g in groups.keys() {
+                let min_rewound = slot
+                    .rewound
+                    .get(g)
+                    .and_then(|set| set.iter().next().copied());
+                let min_inflight = slot
+                    .inflight
+                    .values()
+                    .filter_map(|f| f.group.filter(|(gg, _)| gg == g).map(|(_, s)| s))
+                    .chain(min_rewound)
+                    .min();
+                let above = slot.confirmed_above.entry(*g).or_default();
+                let upto = match min_inflight {
+                    Some(m) => above.range(..m).next_back().copied(),
+                    None => above.iter().next_back().copied(),
+                };
+                if let Some(u) = upto {
+                    *above = above.split_off(&(u + 1));
+                    advance.push((*g, u));
+                }
+                if above.is_empty() {
+                    slot.confirmed_above.remove(g);
+                }
+            }
+        }
+        for (g, upto) in advance {
+            timeline::advance_cursor(&self.db, user, g, upto).await?;
+        }
+        Ok(())
+    }
+}
+
+/// F5 with the EXTENSION keys `seq`/`conv_seq` (MR §7.1).
+pub fn proto2_frame(frame: &str, seq: i64, conv_seq: i64) -> Arc<str> {
+    let base = frame.strip_suffix('}').unwrap_or(frame);
+    Arc::from(format!(r#"{base},"seq":{seq},"conv_seq":{conv_seq}}}"#))
 }

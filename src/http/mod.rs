@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod messaging;
 pub mod params;
 
 use std::net::{IpAddr, SocketAddr};
@@ -41,6 +42,9 @@ pub fn router(state: AppState) -> Router {
             post(accounts::get_user_set_info),
         )
         .route("/api/chat/setPassword", post(accounts::set_password))
+        .route("/api/chat/socket/sendmessage", post(messaging::send))
+        .route("/api/chat/chatGetmessageOffLine", post(messaging::offline))
+        .route("/api/chat/revokeMessage", post(messaging::revoke))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -52,7 +56,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/visitorRegister", post(accounts::visitor_register))
         .route("/api/visitorregChat", post(accounts::visitor_reg_chat))
         .route("/api/visitorloginChat", post(accounts::visitor_login_chat))
-        .route("/api/userinfo/{uuid}", get(accounts::public_profile));
+        .route("/api/userinfo/{uuid}", get(accounts::public_profile))
+        .route("/ws", get(crate::gateway::ws_handler));
 
     Router::new()
         .merge(chat)

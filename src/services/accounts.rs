@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
+use crate::services::notices;
 use crate::services::passwords::{self, Verified};
 use crate::services::tokens::{self, Issued};
 use crate::state::AppState;
@@ -132,8 +133,9 @@ pub async fn login(
             Error::fail("登录失败")
         })?;
     tx.commit().await.map_err(|_| Error::fail("登录失败"))?;
-    st.delivery.tokens_ended(user.id, &issued.ended);
     let fresh = users::by_id(&st.db, user.id).await?.unwrap_or(user);
+    st.delivery
+        .tokens_ended(fresh.id, &issued.ended, Some(notices::kick_frame(&fresh)));
     Ok(Session {
         view: user_view(st, &fresh, role),
         issued,

@@ -1,6 +1,9 @@
 //! The rules of the spec: who may do what, in which order, which notice goes to whom.
 
 pub mod accounts;
+pub mod groups;
+pub mod messaging;
+pub mod notices;
 pub mod passwords;
 pub mod pinyin;
 pub mod tokens;

@@ -3,6 +3,7 @@
 //! dialect differences go through the small helpers here. Legacy table/column names are kept (AF §5).
 
 pub mod friends;
+pub mod groups;
 pub mod timeline;
 pub mod tokens;
 pub mod users;

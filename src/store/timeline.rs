@@ -1,1 +1,335 @@
-//! Durable timelines (ARCHITECTURE "Messages: durable first, then pushed").
+//! Durable timelines (ARCHITECTURE "Messages: durable first, then pushed"; MR §6.2, GR GD8).
+//! `im_entry` holds every message and notice once, with a gap-free `conv_seq` per conversation.
+//! Individually addressed entries get one `im_inbox` row per recipient; group entries get none:
+//! each member has a cursor (`im_group_cursor`) over the group's timeline instead.
+
+use sqlx::FromRow;
+
+use super::{Db, Tx};
+use crate::args;
+
+pub const KIND_CHAT: i64 = 1;
+pub const KIND_NOTICE: i64 = 2;
+pub const KIND_REVOKE: i64 = 3;
+
+pub fn pair_key(a: i64, b: i64) -> String {
+    format!("p:{}:{}", a.min(b), a.max(b))
+}
+pub fn group_key(group_id: i64) -> String {
+    format!("g:{group_id}")
+}
+pub fn notice_key(user_id: i64) -> String {
+    format!("n:{user_id}")
+}
+
+/// Who an entry is for.
+#[derive(Debug, Clone)]
+pub enum Recipients {
+    /// One delivery row per user.
+    Users(Vec<i64>),
+    /// The group's members active at commit, through their cursors (no rows per member).
+    Group(i64),
+}
+
+/// One entry to append.
+#[derive(Debug, Clone)]
+pub struct Append {
+    pub conv_key: String,
+    pub msg_id: String,
+    pub kind: i64,
+    pub chat_type: &'static str,
+    pub from_id: i64,
+    pub to_id: i64,
+    pub history: bool,
+    pub client_msg_id: Option<String>,
+    pub create_time: i64,
+    pub body: String,
+    pub recipients: Recipients,
+    /// A chat message this entry revokes, marked in the same transaction (MR §5.3 step 8).
+    pub revokes: Option<i64>,
+}
+
+/// What the commit assigned.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub entry_id: i64,
+    pub conv_seq: i64,
+}
+
+/// Next sequence number of a conversation (locks its `im_conv` row until commit).
+pub async fn next_seq(tx: &mut Tx, conv_key: &str) -> sqlx::Result<i64> {
+    let done = tx
+        .exec(
+            "UPDATE `im_conv` SET `last_seq` = `last_seq` + 1 WHERE `conv_key` = ?",
+            args![conv_key],
+        )
+        .await?;
+    if done.rows == 0 {
+        tx.exec(
+            "INSERT INTO `im_conv` (`conv_key`,`last_seq`) VALUES (?, 1)",
+            args![conv_key],
+        )
+        .await?;
+        return Ok(1);
+    }
+    let (seq,): (i64,) = tx
+        .opt(
+            "SELECT `last_seq` FROM `im_conv` WHERE `conv_key` = ?",
+            args![conv_key],
+        )
+        .await?
+        .unwrap_or((1,));
+    Ok(seq)
+}
+
+/// Current last sequence number of a conversation (0 when empty), locking it on MySQL.
+pub async fn last_seq(tx: &mut Tx, conv_key: &str) -> sqlx::Result<i64> {
+    let sql = format!(
+        "SELECT `last_seq` FROM `im_conv` WHERE `conv_key` = ?{}",
+        tx.for_update()
+    );
+    Ok(tx
+        .opt::<(i64,)>(&sql, args![conv_key])
+        .await?
+        .map(|r| r.0)
+        .unwrap_or(0))
+}
+
+/// Append one entry and its delivery rows in the caller's transaction.
+pub async fn append(tx: &mut Tx, a: &Append) -> sqlx::Result<Appended> {
+    let seq = next_seq(tx, &a.conv_key).await?;
+    let sql = "INSERT INTO `im_entry` (`conv_key`,`conv_seq`,`msg_id`,`kind`,`chat_type`,`from_id`,`to_id`,\
+`history`,`revoked`,`client_msg_id`,`create_time`,`body`) VALUES (?,?,?,?,?,?,?,?,0,?,?,?)";
+    let entry_id = tx
+        .exec(
+            sql,
+            args![
+                &a.conv_key,
+                seq,
+                &a.msg_id,
+                a.kind,
+                a.chat_type,
+                a.from_id,
+                a.to_id,
+                a.history as i64,
+                &a.client_msg_id,
+                a.create_time,
+                &a.body
+            ],
+        )
+        .await?
+        .id;
+    if let Some(target) = a.revokes {
+        tx.exec(
+            "UPDATE `im_entry` SET `revoked` = 1 WHERE `id` = ?",
+            args![target],
+        )
+        .await?;
+    }
+    if let Recipients::Users(users) = &a.recipients {
+        for u in users {
+            tx.exec(
+                "INSERT INTO `im_inbox` (`user_id`,`entry_id`,`delivered`) VALUES (?,?,0)",
+                args![*u, entry_id],
+            )
+            .await?;
+        }
+    }
+    Ok(Appended {
+        entry_id,
+        conv_seq: seq,
+    })
+}
+
+/// A stored entry as delivery needs it.
+#[derive(Debug, Clone, FromRow)]
+pub struct EntryRow {
+    pub id: i64,
+    pub conv_key: String,
+    pub conv_seq: i64,
+    pub kind: i64,
+    pub from_id: i64,
+    pub to_id: i64,
+    pub chat_type: String,
+    pub body: String,
+}
+
+const ENTRY_COLS: &str =
+    "e.`id`,e.`conv_key`,e.`conv_seq`,e.`kind`,e.`from_id`,e.`to_id`,e.`chat_type`,e.`body`";
+
+/// Undelivered individually addressed entries of a user, oldest first.
+pub async fn pending_inbox(db: &Db, user: i64) -> sqlx::Result<Vec<EntryRow>> {
+    let sql = format!(
+        "SELECT {ENTRY_COLS} FROM `im_inbox` i JOIN `im_entry` e ON e.`id` = i.`entry_id` \
+WHERE i.`user_id` = ? AND i.`delivered` = 0 ORDER BY i.`entry_id`"
+    );
+    db.all(&sql, args![user]).await
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct CursorRow {
+    pub group_id: i64,
+    pub conv_key: String,
+    pub join_seq: i64,
+    pub left_seq: Option<i64>,
+    pub delivered_seq: i64,
+}
+
+/// Group cursors of a user that have entries beyond them.
+pub async fn cursors_behind(db: &Db, user: i64) -> sqlx::Result<Vec<CursorRow>> {
+    let sql = "SELECT c.`group_id`,c.`conv_key`,c.`join_seq`,c.`left_seq`,c.`delivered_seq` \
+FROM `im_group_cursor` c JOIN `im_conv` v ON v.`conv_key` = c.`conv_key` \
+WHERE c.`user_id` = ? AND v.`last_seq` > c.`delivered_seq` \
+AND (c.`left_seq` IS NULL OR c.`left_seq` > c.`delivered_seq`)";
+    db.all(sql, args![user]).await
+}
+
+/// Entries of a group timeline a member is owed beyond its cursor, in order (no echo of own chat
+/// messages, MR §6.2 R7; only the membership interval, R8).
+pub async fn group_entries_after(
+    db: &Db,
+    user: i64,
+    c: &CursorRow,
+    after: i64,
+) -> sqlx::Result<Vec<EntryRow>> {
+    let from = after.max(c.join_seq - 1);
+    let to = c.left_seq.unwrap_or(i64::MAX);
+    let sql = format!(
+        "SELECT {ENTRY_COLS} FROM `im_entry` e WHERE e.`conv_key` = ? AND e.`conv_seq` > ? AND e.`conv_seq` <= ? \
+AND NOT (e.`kind` = 1 AND e.`from_id` = ?) ORDER BY e.`conv_seq`"
+    );
+    db.all(&sql, args![&c.conv_key, from, to, user]).await
+}
+
+/// Mark individually addressed entries delivered (confirmed, MR §6.2 R5).
+pub async fn confirm_inbox(db: &Db, user: i64, entry_ids: &[i64]) -> sqlx::Result<()> {
+    if entry_ids.is_empty() {
+        return Ok(());
+    }
+    let marks = vec!["?"; entry_ids.len()].join(",");
+    let sql = format!(
+        "UPDATE `im_inbox` SET `delivered` = 1 WHERE `user_id` = ? AND `entry_id` IN ({marks})"
+    );
+    let mut a = args![user];
+    a.extend(entry_ids.iter().map(|id| super::Arg::Int(*id)));
+    db.exec(&sql, a).await?;
+    Ok(())
+}
+
+/// Advance a member's group cursor (never backwards).
+pub async fn advance_cursor(db: &Db, user: i64, group_id: i64, seq: i64) -> sqlx::Result<()> {
+    let sql = "UPDATE `im_group_cursor` SET `delivered_seq` = ? WHERE `group_id` = ? AND `user_id` = ? AND `delivered_seq` < ?";
+    db.exec(sql, args![seq, group_id, user, seq]).await?;
+    Ok(())
+}
+
+/// Open (or reopen) a member's cursor at the group's current end: they receive what follows.
+pub async fn open_cursor(tx: &mut Tx, group_id: i64, user: i64) -> sqlx::Result<()> {
+    let key = group_key(group_id);
+    let last = last_seq(tx, &key).await?;
+    tx.exec(
+        "DELETE FROM `im_group_cursor` WHERE `group_id` = ? AND `user_id` = ?",
+        args![group_id, user],
+    )
+    .await?;
+    let sql = "INSERT INTO `im_group_cursor` (`group_id`,`user_id`,`conv_key`,`join_seq`,`left_seq`,`delivered_seq`,`read_seq`) \
+VALUES (?,?,?,?,NULL,?,0)";
+    tx.exec(sql, args![group_id, user, &key, last + 1, last])
+        .await?;
+    Ok(())
+}
+
+/// Close a member's cursor at the group's current end: they still get what was committed while
+/// they were active (R8).
+pub async fn close_cursor(tx: &mut Tx, group_id: i64, user: i64) -> sqlx::Result<()> {
+    let last = last_seq(tx, &group_key(group_id)).await?;
+    let sql = "UPDATE `im_group_cursor` SET `left_seq` = ? WHERE `group_id` = ? AND `user_id` = ? AND `left_seq` IS NULL";
+    tx.exec(sql, args![last, group_id, user]).await?;
+    Ok(())
+}
+
+/// Whether `from` has sent `to` at least one single-chat message (the `sendCount` rule, MR §5.1).
+pub async fn has_sent(db: &Db, from: i64, to: i64) -> sqlx::Result<bool> {
+    let sql = "SELECT `id` FROM `im_entry` WHERE `from_id` = ? AND `to_id` = ? AND `kind` = 1 AND `chat_type` = 'single' LIMIT 1";
+    Ok(db.opt::<(i64,)>(sql, args![from, to]).await?.is_some())
+}
+
+/// A stored chat message by its uuid (revoke, MR §5.3).
+#[derive(Debug, Clone, FromRow)]
+pub struct MessageRow {
+    pub id: i64,
+    pub conv_key: String,
+    pub conv_seq: i64,
+    pub kind: i64,
+    pub chat_type: String,
+    pub from_id: i64,
+    pub to_id: i64,
+    pub revoked: i64,
+    pub create_time: i64,
+    pub body: String,
+}
+
+pub async fn chat_message(db: &Db, msg_id: &str) -> sqlx::Result<Option<MessageRow>> {
+    let sql = "SELECT `id`,`conv_key`,`conv_seq`,`kind`,`chat_type`,`from_id`,`to_id`,`revoked`,`create_time`,`body` \
+FROM `im_entry` WHERE `msg_id` = ? AND `kind` = 1 LIMIT 1";
+    db.opt(sql, args![msg_id]).await
+}
+
+/// A message the same sender stored with this idempotency key in the last 24 h (MR §7.2).
+pub async fn by_client_msg_id(
+    db: &Db,
+    from: i64,
+    key: &str,
+    since_ms: i64,
+) -> sqlx::Result<Option<MessageRow>> {
+    let sql = "SELECT `id`,`conv_key`,`conv_seq`,`kind`,`chat_type`,`from_id`,`to_id`,`revoked`,`create_time`,`body` \
+FROM `im_entry` WHERE `from_id` = ? AND `client_msg_id` = ? AND `create_time` >= ? ORDER BY `id` LIMIT 1";
+    db.opt(sql, args![from, key, since_ms]).await
+}
+
+/// Entries of a user with `id > since` (EXTENSION resume, MR §7.4): inbox rows and group entries.
+pub async fn entries_since(
+    db: &Db,
+    user: i64,
+    since: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<EntryRow>> {
+    let sql = format!(
+        "SELECT {ENTRY_COLS} FROM `im_inbox` i JOIN `im_entry` e ON e.`id` = i.`entry_id` \
+WHERE i.`user_id` = ? AND i.`entry_id` > ? ORDER BY i.`entry_id` LIMIT ?"
+    );
+    let mut rows: Vec<EntryRow> = db.all(&sql, args![user, since, limit]).await?;
+    let sql = format!(
+        "SELECT {ENTRY_COLS} FROM `im_group_cursor` c JOIN `im_entry` e ON e.`conv_key` = c.`conv_key` \
+WHERE c.`user_id` = ? AND e.`id` > ? AND e.`conv_seq` >= c.`join_seq` \
+AND (c.`left_seq` IS NULL OR e.`conv_seq` <= c.`left_seq`) AND NOT (e.`kind` = 1 AND e.`from_id` = ?) \
+ORDER BY e.`id` LIMIT ?"
+    );
+    rows.extend(
+        db.all::<EntryRow>(&sql, args![user, since, user, limit])
+            .await?,
+    );
+    rows.sort_by_key(|r| r.id);
+    rows.truncate(limit as usize);
+    Ok(rows)
+}
+
+/// Latest entry id that concerns a user (the `seq` of F7 `synced`).
+pub async fn latest_seq(db: &Db, user: i64) -> sqlx::Result<i64> {
+    let a: Option<(Option<i64>,)> = db
+        .opt(
+            "SELECT MAX(`entry_id`) FROM `im_inbox` WHERE `user_id` = ?",
+            args![user],
+        )
+        .await?;
+    let b: Option<(Option<i64>,)> = db
+        .opt(
+            "SELECT MAX(e.`id`) FROM `im_group_cursor` c JOIN `im_entry` e ON e.`conv_key` = c.`conv_key` \
+WHERE c.`user_id` = ? AND e.`conv_seq` >= c.`join_seq` AND (c.`left_seq` IS NULL OR e.`conv_seq` <= c.`left_seq`)",
+            args![user],
+        )
+        .await?;
+    let a = a.and_then(|r| r.0).unwrap_or(0);
+    let b = b.and_then(|r| r.0).unwrap_or(0);
+    Ok(a.max(b))
+}

@@ -33,7 +33,9 @@ static WARN: Once = Once::new();
 
 /// Base URL of MariaDB for tests (`mysql://user:pass@host:port`), if configured.
 pub fn mysql_base() -> Option<String> {
-    let url = std::env::var("IMRS_TEST_DATABASE_URL").ok().filter(|s| !s.is_empty());
+    let url = std::env::var("IMRS_TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty());
     if url.is_none() {
         WARN.call_once(|| {
             eprintln!("!!! IMRS_TEST_DATABASE_URL is not set: this run tests SQLite only, NOT MariaDB !!!")
@@ -48,11 +50,15 @@ pub async fn fresh_database(dir: &std::path::Path) -> String {
         Some(base) => {
             use sqlx::Connection;
             let name = format!("imrs_t_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::MySqlConnection::connect(&base).await.expect("MariaDB reachable");
-            sqlx::query(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"))
-                .execute(&mut conn)
+            let mut conn = sqlx::MySqlConnection::connect(&base)
                 .await
-                .expect("create test database");
+                .expect("MariaDB reachable");
+            sqlx::query(&format!(
+                "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+            ))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
             format!("{}/{name}", base.trim_end_matches('/'))
         }
         None => format!("sqlite://{}", dir.join("imrs.db").display()),
@@ -119,14 +125,22 @@ pub struct Resp {
 impl Resp {
     /// `data` of an ok envelope (asserts status 200 and msg ok).
     pub fn ok(&self) -> &Value {
-        assert_eq!(self.status, 200, "expected 200, got {} {}", self.status, self.body);
+        assert_eq!(
+            self.status, 200,
+            "expected 200, got {} {}",
+            self.status, self.body
+        );
         assert_eq!(self.body["msg"], "ok", "{}", self.body);
         &self.body["data"]
     }
     /// Asserts a fail envelope with this status and text.
     pub fn fails(&self, status: u16, text: &str) {
         assert_eq!(
-            (self.status, self.body["msg"].as_str(), self.body["data"].as_str()),
+            (
+                self.status,
+                self.body["msg"].as_str(),
+                self.body["data"].as_str()
+            ),
             (status, Some("fail"), Some(text)),
             "body: {}",
             self.body
@@ -187,15 +201,28 @@ impl TestApp {
 
     /// Register a user; returns (id, token, whole data).
     pub async fn register(&self, username: &str) -> (i64, String, Value) {
-        let r = self.post("/api/regChat", None, json!({"username": username, "password": "123456"})).await;
+        let r = self
+            .post(
+                "/api/regChat",
+                None,
+                json!({"username": username, "password": "123456"}),
+            )
+            .await;
         let d = r.ok().clone();
-        (d["id"].as_i64().expect("id"), d["token"].as_str().expect("token").to_string(), d)
+        (
+            d["id"].as_i64().expect("id"),
+            d["token"].as_str().expect("token").to_string(),
+            d,
+        )
     }
 
     /// A visitor for `device` through API 十三; returns the answer's data.
     pub async fn visitor(&self, device: &str) -> Value {
         let (sign, body) = signed_body(device, json!({}));
-        self.post_signed("/api/visitorRegister", Some(&sign), body).await.ok().clone()
+        self.post_signed("/api/visitorRegister", Some(&sign), body)
+            .await
+            .ok()
+            .clone()
     }
 }
 
@@ -213,4 +240,167 @@ pub fn signed_body(device: &str, mut extra: Value) -> (String, Value) {
 /// A 36-character device id unique to this call.
 pub fn device_id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+// ----- websocket helpers -----
+
+use futures::{SinkExt, StreamExt};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+pub type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct Ws {
+    pub inner: WsStream,
+}
+
+/// How a socket ended, as the client sees it.
+#[derive(Debug, PartialEq)]
+pub enum Ended {
+    /// A Close frame with this code.
+    Close(u16),
+    /// The connection ended without a Close frame (the client reports 1006).
+    Abnormal,
+    /// Still open after the wait.
+    Open,
+}
+
+impl Ws {
+    /// Open `/ws?token=…` (raw: nothing is read yet).
+    pub async fn open(app: &TestApp, token: &str) -> Ws {
+        Self::open_url(&app.ws_url(token)).await
+    }
+
+    pub async fn open_url(url: &str) -> Ws {
+        let (inner, resp) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket upgrade");
+        assert_eq!(resp.status().as_u16(), 101);
+        Ws { inner }
+    }
+
+    /// Open and read the connect sequence up to its last connect-time notice.
+    pub async fn connect(app: &TestApp, token: &str) -> Ws {
+        let mut ws = Self::open(app, token).await;
+        let first = ws
+            .next_json(Duration::from_secs(5))
+            .await
+            .expect("welcome frame");
+        assert_eq!(
+            first["type"], "system",
+            "first frame must be the welcome: {first}"
+        );
+        loop {
+            let f = ws
+                .next_json(Duration::from_secs(5))
+                .await
+                .expect("connect notices");
+            let from = f["data"]["from_id"].as_str().unwrap_or("").to_string();
+            if from.starts_with("redirect-AskAndAnswerSet-")
+                || from.starts_with("redirect-visitorLogin-")
+            {
+                break;
+            }
+        }
+        ws
+    }
+
+    /// Next text frame as JSON (skipping server `{"type":"ping"}`), or None after `wait`.
+    pub async fn next_json(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.inner.next())
+                .await
+                .ok()??;
+            match msg {
+                Ok(Message::Text(t)) => {
+                    let v: Value =
+                        serde_json::from_str(t.as_str()).unwrap_or(Value::String(t.to_string()));
+                    if v == json!({"type": "ping"}) {
+                        continue;
+                    }
+                    return Some(v);
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Next `singleChat` frame's `data`.
+    pub async fn next_chat(&mut self, wait: Duration) -> Option<Value> {
+        loop {
+            let f = self.next_json(wait).await?;
+            if f["type"] == "singleChat" {
+                return Some(f["data"].clone());
+            }
+        }
+    }
+
+    /// Every `singleChat` data that arrives until `quiet` passes with nothing.
+    pub async fn drain_chats(&mut self, quiet: Duration) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Some(d) = self.next_chat(quiet).await {
+            out.push(d);
+        }
+        out
+    }
+
+    pub async fn send_text(&mut self, t: &str) {
+        self.inner
+            .send(Message::Text(t.into()))
+            .await
+            .expect("send");
+    }
+
+    /// Read until the connection ends (or `wait` passes) and report how it ended.
+    pub async fn ended(&mut self, wait: Duration) -> Ended {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.inner.next()).await {
+                Err(_) => return Ended::Open,
+                Ok(None) => return Ended::Abnormal,
+                Ok(Some(Err(_))) => return Ended::Abnormal,
+                Ok(Some(Ok(Message::Close(f)))) => {
+                    return Ended::Close(f.map(|f| u16::from(f.code)).unwrap_or(1005))
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+}
+
+pub const QUIET: Duration = Duration::from_millis(400);
+pub const WAIT: Duration = Duration::from_secs(5);
+
+impl TestApp {
+    /// Make `a` and `b` friends in both directions through the API (apply + agree).
+    pub async fn befriend(&self, a: (i64, &str), b: (i64, &str)) {
+        let db = &self.state.db;
+        let now = imrs::time::now_db();
+        for (u, f) in [(a.0, b.0), (b.0, a.0)] {
+            db.exec(
+                "INSERT INTO `goodfriend` (`user_id`,`friend_id`,`nickname`,`create_time`,`update_time`) VALUES (?,?,'',?,?)",
+                imrs::args![u, f, now, now],
+            )
+            .await
+            .expect("friend row");
+        }
+    }
+
+    pub async fn send_text(&self, token: &str, to: i64, text: &str) -> Resp {
+        self.post(
+            "/api/chat/socket/sendmessage",
+            Some(token),
+            json!({"sendto_id": to, "chatType": "single", "type": "text",
+                   "data": {"data": text, "dataType": false, "otherData": null}}),
+        )
+        .await
+    }
+
+    pub async fn offline(&self, token: &str) -> Resp {
+        self.post("/api/chat/chatGetmessageOffLine", Some(token), json!({}))
+            .await
+    }
 }

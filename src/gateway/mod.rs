@@ -1,0 +1,510 @@
+//! The websocket gateway (MR §3): `/ws?token=…`. The upgrade always completes; authentication
+//! follows (AF §3.6). One task per connection owns the socket: it writes what delivery queues,
+//! answers pings, sends the 30 s heartbeat, confirms entries by Pong (MR §6.2 R5), and ends
+//! legacy sockets without a Close frame except for a ban (MR §3.8).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
+
+use crate::delivery::{Out, Sock};
+use crate::http::params::parse_query;
+use crate::services::messaging;
+use crate::services::notices;
+use crate::state::AppState;
+use crate::store::tokens::{ACTIVE, RETIRED};
+use crate::store::users::{self, UserRow};
+use crate::store::{groups, timeline};
+
+const LEGACY_MAX_FRAME: usize = 64 * 1024;
+const PROTO2_MAX_FRAME: usize = 1024 * 1024;
+
+/// Decrements the "upgrading" count of a token however the upgrade ends.
+struct Connecting {
+    st: AppState,
+    user: i64,
+    jti: String,
+}
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        self.st.delivery.connecting(self.user, &self.jti, -1);
+    }
+}
+
+pub async fn ws_handler(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let q = parse_query(query.as_deref().unwrap_or(""));
+    let token = q.get("token").cloned().unwrap_or_default();
+    let proto2 = q.get("proto").map(String::as_str) == Some("2");
+    let since = q.get("since").and_then(|s| s.parse::<i64>().ok());
+    let claims = st.keys.decode(&token);
+    // S6/S8: throttle by delaying the 101, never by refusing it.
+    let ip = crate::http::client_ip(&st, peer.ip(), headers.get("x-forwarded-for"));
+    let mut delay = false;
+    if st.config.per_ip_limits
+        && !st
+            .limiter
+            .try_hit(&format!("ws:ip:{ip}"), 60, Duration::from_secs(60))
+            .await
+    {
+        delay = true;
+    }
+    if let Some(c) = &claims {
+        if !st
+            .limiter
+            .try_hit(&format!("ws:user:{}", c.id), 30, Duration::from_secs(60))
+            .await
+        {
+            delay = true;
+        }
+    }
+    if delay {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let guard = claims.as_ref().map(|c| {
+        st.delivery.connecting(c.id, &c.jti, 1);
+        Connecting {
+            st: st.clone(),
+            user: c.id,
+            jti: c.jti.clone(),
+        }
+    });
+    let max = if proto2 {
+        PROTO2_MAX_FRAME
+    } else {
+        LEGACY_MAX_FRAME
+    };
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| async move {
+            run(st, socket, token, proto2, since, guard).await;
+        })
+}
+
+fn fail_frame(text: &str) -> Message {
+    Message::Text(json!({"msg": "fail", "data": text}).to_string().into())
+}
+
+fn close(code: u16) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: "".into(),
+    }))
+}
+
+/// Handshake authentication (MR §3.2): a missing or disabled user wins over the token state.
+async fn authenticate(
+    st: &AppState,
+    token: &str,
+) -> Result<(UserRow, crate::services::tokens::Claims, bool), &'static str> {
+    if token.is_empty() {
+        return Err("缺少 token 参数");
+    }
+    let claims = st.keys.decode(token).ok_or("Token 不合法")?;
+    let ttl = st.config.token_ttl_secs;
+    if ttl > 0 && chrono::Utc::now().timestamp() - claims.iat > ttl as i64 {
+        return Err("token 已过期");
+    }
+    let user = match users::by_id(&st.db, claims.id).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return Err("用户不存在"),
+        Err(_) => return Err("Token 不合法"),
+    };
+    if user.status == 0 {
+        return Err("你已被管理员禁用");
+    }
+    let state = match crate::store::tokens::get(&st.db, &claims.jti).await {
+        Ok(Some(row)) if row.user_id == user.id => row.state,
+        Ok(_) => crate::store::tokens::REVOKED,
+        Err(_) => return Err("Token 不合法"),
+    };
+    match state {
+        ACTIVE => Ok((user, claims, false)),
+        RETIRED => Ok((user, claims, true)),
+        _ => Err("Token 不合法"),
+    }
+}
+
+async fn run(
+    st: AppState,
+    mut socket: WebSocket,
+    token: String,
+    proto2: bool,
+    since: Option<i64>,
+    guard: Option<Connecting>,
+) {
+    let (user, claims, inert) = match authenticate(&st, &token).await {
+        Ok(x) => x,
+        Err(text) => {
+            let _ = socket.send(fail_frame(text)).await;
+            let _ = socket.send(close(4004)).await;
+            return;
+        }
+    };
+    let role = claims.role.clone();
+    let now = crate::time::now_ms();
+    let groups = groups::active_group_ids(&st.db, user.id)
+        .await
+        .unwrap_or_default();
+    if !inert {
+        // Connect sequence (MR §3.4): welcome, avatar notice, connect-time notices.
+        let welcome = json!({"type": "system", "data": "欢迎您访问我们的系统！", "timestamp": now});
+        let _ = socket.send(Message::Text(welcome.to_string().into())).await;
+        if role != "visitor"
+            && st.delivery.take_profile_marker(user.id).as_deref() == Some("avatar")
+        {
+            let _ = socket
+                .send(text(&notices::frame(&notices::avatar_notice(&user))))
+                .await;
+        }
+        let has_friend = has_friend(&st, user.id).await;
+        for n in notices::connect_notices(&user, &role, !groups.is_empty(), has_friend) {
+            let _ = socket.send(text(&notices::frame(&n))).await;
+        }
+    }
+    let (tx, rx) = mpsc::channel::<Out>(st.config.ws_queue_frames);
+    let abort = Arc::new(Notify::new());
+    let sock = Sock {
+        id: 0,
+        jti: claims.jti.clone(),
+        user_role: role != "visitor",
+        proto2,
+        inert,
+        tx,
+        abort: abort.clone(),
+    };
+    let sock_id = st.delivery.register(user.id, sock, groups);
+    drop(guard);
+    let mut conn = Conn {
+        st: st.clone(),
+        user: user.clone(),
+        sock_id,
+        proto2,
+        written: Vec::new(),
+        marks: Vec::new(),
+        next_ping: 1,
+        answered_ping: false,
+        confirm_on_write: false,
+        opened: Instant::now(),
+        last_inbound: Instant::now(),
+    };
+    if proto2 && !inert {
+        conn.resume(&mut socket, since).await;
+    }
+    let reason = conn.serve(&mut socket, rx, abort).await;
+    let mut unconfirmed = std::mem::take(&mut conn.written);
+    if matches!(reason, End::ClientClosed) {
+        // A Close frame from the client confirms what was written (MR §6.2 R5 b).
+        st.delivery
+            .confirmed(user.id, sock_id, std::mem::take(&mut unconfirmed));
+    }
+    if let End::Closed(code) = reason {
+        let _ = socket.send(close(code)).await;
+    }
+    st.delivery.unregister(user.id, sock_id, &unconfirmed);
+}
+
+fn text(frame: &str) -> Message {
+    Message::Text(frame.to_string().into())
+}
+
+async fn has_friend(st: &AppState, user: i64) -> bool {
+    let sql = "SELECT `id` FROM `goodfriend` WHERE `user_id` = ? AND `status` = 1 AND `isblack` = 0 LIMIT 1";
+    matches!(
+        st.db.opt::<(i64,)>(sql, crate::args![user]).await,
+        Ok(Some(_))
+    )
+}
+
+enum End {
+    /// Drop the TCP connection without a Close frame.
+    Dropped,
+    ClientClosed,
+    /// Send a Close frame with this code (ban 4003; proto-2 codes).
+    Closed(u16),
+}
+
+struct Conn {
+    st: AppState,
+    user: UserRow,
+    sock_id: u64,
+    proto2: bool,
+    /// Entry ids written and not yet confirmed, in write order.
+    written: Vec<i64>,
+    /// (ping id, number of `written` entries it confirms when answered).
+    marks: Vec<(u64, usize)>,
+    next_ping: u64,
+    answered_ping: bool,
+    /// No Pong within 60 s of opening: a runtime that ignores Pings; writes confirm themselves.
+    confirm_on_write: bool,
+    opened: Instant,
+    last_inbound: Instant,
+}
+
+impl Conn {
+    async fn serve(
+        &mut self,
+        socket: &mut WebSocket,
+        mut rx: mpsc::Receiver<Out>,
+        abort: Arc<Notify>,
+    ) -> End {
+        let cfg = &self.st.config;
+        let ping_every = Duration::from_secs(cfg.ws_ping_secs);
+        let dead_after = Duration::from_secs(cfg.ws_dead_secs);
+        let mut heartbeat =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        let mut shutdown = self.st.delivery.shutdown_signal();
+        let mut confirm_pending = false;
+        loop {
+            tokio::select! {
+                out = rx.recv() => {
+                    let Some(out) = out else { return End::Dropped };
+                    match out {
+                        Out::Text(f) => { if socket.send(text(&f)).await.is_err() { return End::Dropped; } }
+                        Out::Entry { frame, seq, conv_seq } => {
+                            let f = if self.proto2 { crate::delivery::proto2_frame(&frame, seq, conv_seq) } else { frame };
+                            if socket.send(text(&f)).await.is_err() { return End::Dropped; }
+                            if self.confirm_on_write && !self.proto2 {
+                                self.st.delivery.confirmed(self.user.id, self.sock_id, vec![seq]);
+                            } else {
+                                self.written.push(seq);
+                                confirm_pending = true;
+                            }
+                        }
+                        Out::Fail(t, code) => {
+                            if !t.is_empty() { let _ = socket.send(fail_frame(t)).await; }
+                            return End::Closed(code);
+                        }
+                        Out::Drop => return End::Dropped,
+                    }
+                    // End of a write burst: ask for a Pong that confirms it (MR §6.2 R5 a).
+                    if confirm_pending && rx.is_empty() && !self.proto2 {
+                        confirm_pending = false;
+                        if self.send_ping(socket).await.is_err() { return End::Dropped; }
+                    }
+                }
+                msg = socket.recv() => {
+                    let Some(Ok(msg)) = msg else { return End::Dropped };
+                    self.last_inbound = Instant::now();
+                    match msg {
+                        Message::Pong(p) => self.on_pong(&p),
+                        Message::Ping(_) => {}
+                        Message::Close(_) => return End::ClientClosed,
+                        Message::Text(t) => { if self.on_text(socket, t.as_str()).await.is_err() { return End::Dropped; } }
+                        Message::Binary(b) => {
+                            if let Ok(t) = std::str::from_utf8(&b) {
+                                let t = t.to_string();
+                                if self.on_text(socket, &t).await.is_err() { return End::Dropped; }
+                            }
+                        }
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let ping = json!({"type": "ping"}).to_string();
+                    if socket.send(Message::Text(ping.into())).await.is_err() { return End::Dropped; }
+                    if self.send_ping(socket).await.is_err() { return End::Dropped; }
+                }
+                _ = check.tick() => {
+                    let now = Instant::now();
+                    if self.answered_ping && now.duration_since(self.last_inbound) > dead_after {
+                        return End::Dropped;
+                    }
+                    if !self.answered_ping && !self.confirm_on_write && now.duration_since(self.opened) > Duration::from_secs(60) {
+                        self.confirm_on_write = true;
+                        let all = std::mem::take(&mut self.written);
+                        self.marks.clear();
+                        self.st.delivery.confirmed(self.user.id, self.sock_id, all);
+                    }
+                }
+                _ = abort.notified() => return End::Dropped,
+                _ = shutdown.changed() => {
+                    return if self.proto2 { End::Closed(1001) } else { End::Dropped };
+                }
+            }
+        }
+    }
+
+    async fn send_ping(&mut self, socket: &mut WebSocket) -> Result<(), axum::Error> {
+        let id = self.next_ping;
+        self.next_ping += 1;
+        self.marks.push((id, self.written.len()));
+        if self.marks.len() > 64 {
+            self.marks.remove(0);
+        }
+        socket
+            .send(Message::Ping(Bytes::copy_from_slice(&id.to_be_bytes())))
+            .await
+    }
+
+    fn on_pong(&mut self, payload: &[u8]) {
+        self.answered_ping = true;
+        let Ok(bytes) = <[u8; 8]>::try_from(payload) else {
+            return;
+        };
+        let id = u64::from_be_bytes(bytes);
+        let Some(pos) = self.marks.iter().position(|(m, _)| *m == id) else {
+            return;
+        };
+        let upto = self.marks[pos].1.min(self.written.len());
+        let done: Vec<i64> = self.written.drain(..upto).collect();
+        self.marks.drain(..=pos);
+        for m in &mut self.marks {
+            m.1 = m.1.saturating_sub(upto);
+        }
+        self.st.delivery.confirmed(self.user.id, self.sock_id, done);
+    }
+
+    /// Inbound text (MR §3.6, §3.7; EXTENSION frames for proto-2, §7).
+    async fn on_text(&mut self, socket: &mut WebSocket, t: &str) -> Result<(), axum::Error> {
+        let pong = || {
+            Message::Text(
+                json!({"type": "pong", "timestamp": crate::time::now_ms()})
+                    .to_string()
+                    .into(),
+            )
+        };
+        if t == "ping" {
+            return socket.send(pong()).await;
+        }
+        let Ok(Value::Object(v)) = serde_json::from_str::<Value>(t) else {
+            return Ok(());
+        };
+        match v.get("type").and_then(Value::as_str) {
+            Some("ping") => match v.get("token") {
+                Some(Value::String(tok)) if !tok.is_empty() => {
+                    if self.st.keys.decode(tok).is_some() {
+                        socket.send(pong()).await?;
+                    }
+                }
+                None => socket.send(pong()).await?,
+                _ => {}
+            },
+            Some("ack") if self.proto2 => {
+                if let Some(seq) = v.get("seq").and_then(Value::as_i64) {
+                    let (done, keep): (Vec<i64>, Vec<i64>) =
+                        self.written.iter().partition(|s| **s <= seq);
+                    self.written = keep;
+                    self.marks.clear();
+                    self.st.delivery.confirmed(self.user.id, self.sock_id, done);
+                }
+            }
+            Some("send") if self.proto2 => {
+                let reply = self.ws_send(&v).await;
+                socket.send(Message::Text(reply.to_string().into())).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// EXTENSION §7.3: the `send` frame, answered with `sendAck`.
+    async fn ws_send(&self, v: &serde_json::Map<String, Value>) -> Value {
+        let cid = v
+            .get("cid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let payload = v
+            .get("payload")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let params = crate::http::params::Params {
+            body: payload,
+            ..Default::default()
+        };
+        let result = async {
+            if cid.is_empty() {
+                return Err(crate::error::Error::Invalid("cid不能为空".into()));
+            }
+            let req = crate::http::messaging::send_request(&params, Some(cid.clone()))?;
+            let me = users::by_id(&self.st.db, self.user.id)
+                .await?
+                .ok_or_else(|| crate::error::Error::fail("当前用户不存在或者已被禁用"))?;
+            messaging::send(&self.st, &me, req).await
+        }
+        .await;
+        match result {
+            Ok((msg, conv_seq)) => {
+                json!({"type": "sendAck", "cid": cid, "ok": true, "data": msg, "conv_seq": conv_seq})
+            }
+            Err(e) => {
+                let (status, text) = e.status_and_text();
+                json!({"type": "sendAck", "cid": cid, "ok": false, "status": status.as_u16(), "data": text})
+            }
+        }
+    }
+
+    /// EXTENSION §7.4: replay entries after `since` (or the pending ones), then `synced`.
+    async fn resume(&mut self, socket: &mut WebSocket, since: Option<i64>) {
+        let ts = crate::time::now_ms();
+        let Some(since) = since else {
+            // Without `since`: the pending entries (MR §7.4).
+            for (r, _) in self
+                .st
+                .delivery
+                .pending(self.user.id)
+                .await
+                .unwrap_or_default()
+            {
+                let f = crate::delivery::proto2_frame(
+                    &crate::delivery::frame_of(&r.body, ts),
+                    r.id,
+                    r.conv_seq,
+                );
+                if socket.send(text(&f)).await.is_err() {
+                    return;
+                }
+            }
+            let latest = timeline::latest_seq(&self.st.db, self.user.id)
+                .await
+                .unwrap_or(0);
+            let _ = socket
+                .send(text(&json!({"type": "synced", "seq": latest}).to_string()))
+                .await;
+            return;
+        };
+        let mut cursor = since;
+        loop {
+            let rows = timeline::entries_since(&self.st.db, self.user.id, cursor, 500)
+                .await
+                .unwrap_or_default();
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let f = crate::delivery::proto2_frame(
+                    &crate::delivery::frame_of(&r.body, ts),
+                    r.id,
+                    r.conv_seq,
+                );
+                if socket.send(text(&f)).await.is_err() {
+                    return;
+                }
+                self.written.push(r.id);
+                cursor = r.id;
+            }
+        }
+        let _ = socket
+            .send(text(&json!({"type": "synced", "seq": cursor}).to_string()))
+            .await;
+    }
+}

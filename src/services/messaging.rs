@@ -1,0 +1,285 @@
+//! Messaging (MR §5.1–§5.3, §7.2): sending, offline replay and revoke, on durable timelines.
+//! Group sending and group revoke use the group rules of `groups.rs`.
+
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::friends;
+use crate::store::timeline::{self, pair_key, Append, Recipients, KIND_CHAT, KIND_REVOKE};
+use crate::store::users::{self, UserRow};
+use crate::time;
+
+/// A validated send request (API 二十 or the websocket `send` frame).
+pub struct SendRequest {
+    pub sendto_id: i64,
+    pub chat_type: String,
+    pub msg_type: Value,
+    pub data: Value,
+    pub options: Option<Value>,
+    pub client_msg_id: Option<String>,
+}
+
+/// `sendCount` of the recipient's settings for senders of this role (MR §5.1 step 2, MD16/MD17).
+pub fn send_count(userset: Option<&str>, sender_is_visitor: bool) -> i64 {
+    let part = if sender_is_visitor { "visitor" } else { "user" };
+    let parsed: Option<Value> = userset.and_then(|s| serde_json::from_str(s).ok());
+    let v = parsed
+        .as_ref()
+        .and_then(|v| v.get("chatset"))
+        .and_then(|c| c.get(part));
+    let raw = match v {
+        Some(Value::Object(o)) => o.get("sendCount").cloned(),
+        Some(other) => Some(other.clone()),
+        None => None,
+    };
+    let n = match raw {
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(x) if x == 0.0 => 0,
+        Some(x) if x == 2.0 => 2,
+        _ => 1,
+    }
+}
+
+/// `options`: percent-decoded then JSON-parsed; anything else → `null` (MR §2.1).
+pub fn parse_options(raw: Option<&Value>) -> Value {
+    let Some(Value::String(s)) = raw else {
+        return Value::Null;
+    };
+    let decoded = percent_encoding::percent_decode_str(s).decode_utf8();
+    match decoded {
+        Ok(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+fn valid_client_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// API 二十 (and the websocket `send` frame): checks, persistence, answer. Returns the stored
+/// message object and its `conv_seq`.
+pub async fn send(st: &AppState, me: &UserRow, req: SendRequest) -> Result<(Value, i64)> {
+    if let Value::String(t) = &req.msg_type {
+        if st.config.reserved_types.iter().any(|r| r == t) {
+            return Err(Error::fail("消息类型不合法"));
+        }
+    }
+    let client_id = req.client_msg_id.clone().filter(|c| valid_client_id(c));
+    if let Some(key) = &client_id {
+        let since = time::now_ms() - 24 * 3600 * 1000;
+        if let Some(m) = timeline::by_client_msg_id(&st.db, me.id, key, since).await? {
+            let body: Value = serde_json::from_str(&m.body).map_err(anyhow::Error::from)?;
+            return Ok((body, m.conv_seq));
+        }
+    }
+    match req.chat_type.as_str() {
+        "group" => crate::services::groups::send(st, me, req, client_id).await,
+        _ => send_single(st, me, req, client_id).await,
+    }
+}
+
+async fn rate_limit(st: &AppState, me: i64) -> Result<()> {
+    let ok = st
+        .limiter
+        .try_hit(
+            &format!("send:{me}"),
+            st.config.send_rate_limit,
+            Duration::from_secs(3600),
+        )
+        .await;
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::fail("请求过于频繁，请1个小时后再试"))
+    }
+}
+
+pub async fn check_rate(st: &AppState, me: i64) -> Result<()> {
+    rate_limit(st, me).await
+}
+
+async fn send_single(
+    st: &AppState,
+    me: &UserRow,
+    req: SendRequest,
+    client_id: Option<String>,
+) -> Result<(Value, i64)> {
+    let r = users::active_by_id(&st.db, req.sendto_id)
+        .await?
+        .ok_or_else(|| Error::fail("对方不存在或者被禁用，不能发消息"))?;
+    let visitor = me.is_visitor();
+    let count = send_count(r.userset.as_deref(), visitor);
+    let rel = friends::row(&st.db, r.id, me.id).await?;
+    let (black, system, login_first, friend_first) = if visitor {
+        (
+            "对方把你拉黑了，不能发消息",
+            "系统把你们拉黑了，不能发消息",
+            "你们不是好友关系，对方设置成：先登录才能发消息",
+            "",
+        )
+    } else {
+        (
+            "对方把你拉黑了，不能发送消息",
+            "系统把你们拉黑了，不能发送消息",
+            "",
+            "对方设置成：需要您先成为他的好友才能发消息",
+        )
+    };
+    match &rel {
+        Some(x) if x.isblack != 0 => return Err(Error::fail(black)),
+        Some(x) if x.status != 1 => return Err(Error::fail(system)),
+        Some(_) => {}
+        None if count == 0 => {
+            return Err(Error::fail(if visitor {
+                login_first
+            } else {
+                friend_first
+            }));
+        }
+        None if count == 1 && timeline::has_sent(&st.db, me.id, r.id).await? => {
+            return Err(Error::fail("在成为好友之前，对方只允许向他发一条消息"));
+        }
+        None => {}
+    }
+    rate_limit(st, me.id).await?;
+    // Names: each side's remark for the other, else nickname, else username (MR §2.1).
+    let (from_name, to_name) = if visitor {
+        (me.display_name().to_string(), r.display_name().to_string())
+    } else {
+        let mine = friends::row(&st.db, me.id, r.id).await?;
+        let remark = |row: &Option<friends::FriendRow>| {
+            row.as_ref()
+                .map(|x| x.nickname.clone())
+                .filter(|n| !n.is_empty())
+        };
+        (
+            remark(&rel).unwrap_or_else(|| me.display_name().to_string()),
+            remark(&mine).unwrap_or_else(|| r.display_name().to_string()),
+        )
+    };
+    let create_time = time::now_ms();
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut m = Map::new();
+    m.insert("id".into(), json!(id));
+    m.insert("from_avatar".into(), json!(me.avatar_str()));
+    m.insert("from_name".into(), json!(from_name));
+    m.insert("from_id".into(), json!(me.id));
+    m.insert("to_id".into(), json!(r.id));
+    m.insert("to_name".into(), json!(to_name));
+    m.insert("to_avatar".into(), json!(r.avatar_str()));
+    m.insert("chatType".into(), json!("single"));
+    m.insert("type".into(), req.msg_type);
+    m.insert("data".into(), req.data);
+    m.insert("options".into(), req.options.unwrap_or(Value::Null));
+    m.insert("create_time".into(), json!(create_time));
+    m.insert("isremove".into(), json!(0));
+    m.insert("sendUUid".into(), json!(me.uuid));
+    let msg = Value::Object(m);
+    // No echo: a message to oneself is stored but delivered to nobody (MR §6.2 R7, MA19).
+    let recipients = if r.id == me.id { vec![] } else { vec![r.id] };
+    let ap = st
+        .delivery
+        .append(Append {
+            conv_key: pair_key(me.id, r.id),
+            msg_id: id,
+            kind: KIND_CHAT,
+            chat_type: "single",
+            from_id: me.id,
+            to_id: r.id,
+            history: true,
+            client_msg_id: client_id,
+            create_time,
+            body: msg.to_string(),
+            recipients: Recipients::Users(recipients),
+            revokes: None,
+        })
+        .await?;
+    Ok((msg, ap.conv_seq))
+}
+
+/// A validated revoke request (API 三十二).
+pub struct RevokeRequest {
+    pub to_id: i64,
+    pub id: String,
+    pub chat_type: String,
+}
+
+/// API 三十二.
+pub async fn revoke(st: &AppState, me: &UserRow, req: RevokeRequest) -> Result<Value> {
+    let group_sender = if req.chat_type == "group" {
+        Some(crate::services::groups::revoke_sender(st, me, req.to_id).await?)
+    } else {
+        None
+    };
+    let msg = timeline::chat_message(&st.db, &req.id)
+        .await?
+        .filter(|m| m.from_id == me.id && m.chat_type == req.chat_type && m.to_id == req.to_id)
+        .ok_or_else(|| Error::fail("消息不存在，无法撤回"))?;
+    if time::now_ms() - msg.create_time > 300_000 {
+        return Err(Error::fail("消息超过5分钟，不能撤回"));
+    }
+    let stored: Value = serde_json::from_str(&msg.body).map_err(anyhow::Error::from)?;
+    let (from_avatar, from_name, text) = match &group_sender {
+        Some((gav, gdn)) => (gav.clone(), gdn.clone(), format!("{gdn} 撤回了一条消息")),
+        None => (
+            me.avatar_str().to_string(),
+            me.display_name().to_string(),
+            format!("{}撤回了一条消息", me.display_name()),
+        ),
+    };
+    let notice = json!({
+        "id": req.id,
+        "from_avatar": from_avatar,
+        "from_name": from_name,
+        "from_id": me.id,
+        "to_id": msg.to_id,
+        "to_name": stored.get("to_name").cloned().unwrap_or(json!("")),
+        "to_avatar": stored.get("to_avatar").cloned().unwrap_or(json!("")),
+        "chatType": req.chat_type,
+        "type": "systemNotice",
+        "actionType": "revoke",
+        "data": crate::services::notices::text_data(&text),
+        "options": {},
+        "create_time": time::now_ms(),
+        "isremove": 0,
+        "group": null,
+    });
+    if msg.revoked != 0 {
+        return Ok(notice);
+    }
+    let recipients = if group_sender.is_some() {
+        Recipients::Group(msg.to_id)
+    } else {
+        Recipients::Users(vec![msg.to_id])
+    };
+    st.delivery
+        .append(Append {
+            conv_key: msg.conv_key.clone(),
+            msg_id: req.id.clone(),
+            kind: KIND_REVOKE,
+            chat_type: if group_sender.is_some() {
+                "group"
+            } else {
+                "single"
+            },
+            from_id: me.id,
+            to_id: msg.to_id,
+            history: true,
+            client_msg_id: None,
+            create_time: notice["create_time"].as_i64().unwrap_or_default(),
+            body: notice.to_string(),
+            recipients,
+            revokes: Some(msg.id),
+        })
+        .await?;
+    Ok(notice)
+}
