@@ -45,6 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/chat/socket/sendmessage", post(messaging::send))
         .route("/api/chat/chatGetmessageOffLine", post(messaging::offline))
         .route("/api/chat/revokeMessage", post(messaging::revoke))
+        // friends (AF §7.2, §7.3)
+        // groups (GR §5)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
