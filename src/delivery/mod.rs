@@ -310,6 +310,16 @@ impl Delivery {
             .is_some_and(|s| s.tx.try_send(Out::Text(frame)).is_ok())
     }
 
+    /// A frame for every proto-2 socket of the user (EXTENSION `read`).
+    pub fn send_proto2(&self, user: i64, frame: Arc<str>) {
+        let shard = self.hub.shard(user).lock();
+        if let Some(slot) = shard.get(&user) {
+            for s in slot.sockets.iter().filter(|s| s.proto2 && !s.inert) {
+                let _ = s.tx.try_send(Out::Text(frame.clone()));
+            }
+        }
+    }
+
     /// Live-only frame to the user's chosen socket (e.g. the kick or the avatar notice).
     pub fn send_to_chosen(&self, user: i64, frame: Arc<str>) -> bool {
         let shard = self.hub.shard(user).lock();

@@ -248,6 +248,11 @@ impl IntRule {
         }
     }
 
+    /// Optional without a default: `None` when absent or invalid.
+    pub fn opt(self) -> Option<i64> {
+        self.value.as_ref().and_then(|v| self.check(v).ok())
+    }
+
     /// Optional with a default: missing or invalid → the default, never a 422 (AF §2.3, A22).
     pub fn or(self, default: i64) -> i64 {
         self.value

@@ -283,3 +283,69 @@ pub async fn revoke(st: &AppState, me: &UserRow, req: RevokeRequest) -> Result<V
         .await?;
     Ok(notice)
 }
+
+/// EXTENSION §7.5: a page of a conversation's history in the caller's view.
+pub async fn history(
+    st: &AppState,
+    me: &UserRow,
+    chat_type: &str,
+    id: i64,
+    after: Option<i64>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Value> {
+    let limit = limit.clamp(1, 100);
+    let (key, from_seq) = if chat_type == "group" {
+        let active = crate::store::groups::member(&st.db, id, me.id).await?.is_some_and(|m| m.status == 1);
+        let cursor = timeline::cursor_of(&st.db, id, me.id).await?;
+        match (active, cursor) {
+            (true, Some(c)) => (c.conv_key, c.join_seq),
+            _ => return Err(Error::fail("你不在该群聊中，操作失败")),
+        }
+    } else {
+        (pair_key(me.id, id), 1)
+    };
+    let rows = timeline::history(&st.db, &key, from_seq, after, before, limit + 1).await?;
+    let has_more = rows.len() as i64 > limit;
+    let rows: Vec<_> = if has_more {
+        if after.is_some() {
+            rows.into_iter().take(limit as usize).collect()
+        } else {
+            rows.into_iter().skip(1).collect()
+        }
+    } else {
+        rows
+    };
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let mut message: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+            if r.revoked != 0 {
+                message["isremove"] = json!(1);
+                message["data"] = json!("");
+            }
+            json!({"conv_seq": r.conv_seq, "message": message})
+        })
+        .collect();
+    let read_seq = timeline::read_seq(&st.db, me.id, &key).await?;
+    Ok(json!({"items": items, "has_more": has_more, "read_seq": read_seq}))
+}
+
+/// EXTENSION §7.6: advance my read cursor; a single chat's peer hears of it on proto-2 sockets.
+pub async fn read_cursor(st: &AppState, me: &UserRow, chat_type: &str, id: i64, seq: i64) -> Result<Value> {
+    let key = if chat_type == "group" {
+        let active = crate::store::groups::member(&st.db, id, me.id).await?.is_some_and(|m| m.status == 1);
+        if !active {
+            return Err(Error::fail("你不在该群聊中，操作失败"));
+        }
+        crate::store::timeline::group_key(id)
+    } else {
+        pair_key(me.id, id)
+    };
+    let stored = timeline::set_read_seq(&st.db, me.id, &key, seq).await?;
+    if chat_type == "single" {
+        let f = json!({"type": "read", "chatType": "single", "id": me.id, "conv_seq": stored});
+        st.delivery.send_proto2(id, std::sync::Arc::from(f.to_string()));
+    }
+    Ok(json!({"read_seq": stored}))
+}

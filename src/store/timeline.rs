@@ -333,3 +333,61 @@ WHERE c.`user_id` = ? AND e.`conv_seq` >= c.`join_seq` AND (c.`left_seq` IS NULL
     let b = b.and_then(|r| r.0).unwrap_or(0);
     Ok(a.max(b))
 }
+
+/// One history item (EXTENSION MR §7.5).
+#[derive(Debug, Clone, FromRow)]
+pub struct HistoryRow {
+    pub conv_seq: i64,
+    pub revoked: i64,
+    pub body: String,
+}
+
+/// A page of a conversation's history entries between exclusive bounds, ascending.
+/// Without `after`, the newest page below `before`; with `after`, the oldest page above it.
+pub async fn history(
+    db: &Db,
+    conv_key: &str,
+    from_seq: i64,
+    after: Option<i64>,
+    before: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<HistoryRow>> {
+    let lo = after.unwrap_or(0).max(from_seq - 1);
+    let hi = before.unwrap_or(i64::MAX);
+    let order = if after.is_some() { "ASC" } else { "DESC" };
+    let sql = format!(
+        "SELECT `conv_seq`,`revoked`,`body` FROM `im_entry` WHERE `conv_key` = ? AND `history` = 1 \
+AND `conv_seq` > ? AND `conv_seq` < ? ORDER BY `conv_seq` {order} LIMIT ?"
+    );
+    let mut rows: Vec<HistoryRow> = db.all(&sql, args![conv_key, lo, hi, limit]).await?;
+    rows.sort_by_key(|r| r.conv_seq);
+    Ok(rows)
+}
+
+pub async fn read_seq(db: &Db, user: i64, conv_key: &str) -> sqlx::Result<i64> {
+    let sql = "SELECT `read_seq` FROM `im_read_cursor` WHERE `user_id` = ? AND `conv_key` = ?";
+    Ok(db.opt::<(i64,)>(sql, args![user, conv_key]).await?.map(|r| r.0).unwrap_or(0))
+}
+
+/// Store `max(old, seq)` as the user's read cursor; returns the stored value.
+pub async fn set_read_seq(db: &Db, user: i64, conv_key: &str, seq: i64) -> sqlx::Result<i64> {
+    let mut tx = db.begin().await?;
+    let sql = format!("{} INTO `im_read_cursor` (`user_id`,`conv_key`,`read_seq`) VALUES (?,?,0)", tx.insert_ignore());
+    tx.exec(&sql, args![user, conv_key]).await?;
+    tx.exec(
+        "UPDATE `im_read_cursor` SET `read_seq` = ? WHERE `user_id` = ? AND `conv_key` = ? AND `read_seq` < ?",
+        args![seq, user, conv_key, seq],
+    )
+    .await?;
+    let sql = "SELECT `read_seq` FROM `im_read_cursor` WHERE `user_id` = ? AND `conv_key` = ?";
+    let v = tx.opt::<(i64,)>(sql, args![user, conv_key]).await?.map(|r| r.0).unwrap_or(seq);
+    tx.commit().await?;
+    Ok(v)
+}
+
+/// The cursor of a member (any state) of a group, for history bounds.
+pub async fn cursor_of(db: &Db, group_id: i64, user: i64) -> sqlx::Result<Option<CursorRow>> {
+    let sql = "SELECT `group_id`,`conv_key`,`join_seq`,`left_seq`,`delivered_seq` FROM `im_group_cursor` \
+WHERE `group_id` = ? AND `user_id` = ?";
+    db.opt(sql, args![group_id, user]).await
+}
