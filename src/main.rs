@@ -66,6 +66,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Every websocket is a descriptor: use the whole hard limit.
+    if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
+        let _ = rlimit::Resource::NOFILE.set(hard, hard);
+    }
     let backend = if config.is_sqlite() {
         "sqlite (embedded)"
     } else {
