@@ -94,6 +94,8 @@ struct Hub {
     markers: Mutex<HashMap<i64, (String, Instant)>>,
     shutdown: watch::Sender<bool>,
     stopping: AtomicBool,
+    /// Set once at start: confirmations are committed by the writer, batched with appends.
+    writer: std::sync::OnceLock<Writer>,
 }
 
 /// The delivery layer handle (cheap to clone).
@@ -117,9 +119,11 @@ impl Delivery {
             markers: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
             stopping: AtomicBool::new(false),
+            writer: std::sync::OnceLock::new(),
         });
         let h = hub.clone();
         let writer = Writer::start(db, move |committed| h.dispatch(committed));
+        let _ = hub.writer.set(writer.clone());
         Delivery { hub, writer }
     }
 
@@ -726,7 +730,7 @@ impl Hub {
         user: i64,
         sock_id: u64,
         entries: Vec<i64>,
-    ) -> sqlx::Result<()> {
+    ) -> anyhow::Result<()> {
         let mut inbox = Vec::new();
         let mut groups: HashMap<i64, Vec<i64>> = HashMap::new();
         {
@@ -744,7 +748,15 @@ impl Hub {
                 }
             }
         }
-        timeline::confirm_inbox(&self.db, user, &inbox).await?;
+        let writer = self.writer.get().expect("the writer is set at start");
+        if !inbox.is_empty() {
+            writer
+                .confirm(vec![writer::Confirm::Inbox {
+                    user,
+                    entries: inbox.clone(),
+                }])
+                .await?;
+        }
         // A group cursor only moves past entries with nothing older still in flight.
         let mut advance = Vec::new();
         {
@@ -794,8 +806,12 @@ impl Hub {
                 }
             }
         }
-        for (g, upto) in advance {
-            timeline::advance_cursor(&self.db, user, g, upto).await?;
+        if !advance.is_empty() {
+            let list = advance
+                .into_iter()
+                .map(|(group, seq)| writer::Confirm::Cursor { user, group, seq })
+                .collect();
+            writer.confirm(list).await?;
         }
         Ok(())
     }

@@ -1,20 +1,32 @@
-//! The timeline writer: one task appends entries in batches (one transaction, one fsync for many
-//! messages) and dispatches them for delivery in commit order. A caller is answered only after
-//! its entry is committed (MR §6.2 R1).
+//! The timeline writer: one task commits entries and delivery confirmations in batches (one
+//! transaction, one fsync for many messages) and dispatches committed entries for delivery in
+//! commit order. A caller is answered only after its work is committed (MR §6.2 R1).
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::timeline::{self, Append, Appended};
 use crate::store::Db;
 
-type Job = (Append, oneshot::Sender<sqlx::Result<Appended>>);
+/// A delivery confirmation to persist (MR §6.2 R5).
+#[derive(Debug, Clone)]
+pub enum Confirm {
+    /// Individually addressed entries of a user, delivered.
+    Inbox { user: i64, entries: Vec<i64> },
+    /// A member's group cursor moves up to `seq`.
+    Cursor { user: i64, group: i64, seq: i64 },
+}
+
+enum Job {
+    Append(Box<Append>, oneshot::Sender<sqlx::Result<Appended>>),
+    Confirm(Vec<Confirm>, oneshot::Sender<sqlx::Result<()>>),
+}
 
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::UnboundedSender<Job>,
 }
 
-/// Upper bound of entries committed in one transaction.
+/// Upper bound of jobs committed in one transaction.
 const BATCH: usize = 256;
 
 impl Writer {
@@ -32,41 +44,22 @@ impl Writer {
                     }
                 }
                 let jobs = std::mem::take(&mut batch);
-                let done = match commit(&db, &jobs).await {
-                    Ok(done) => done,
-                    // One bad entry must not fail the others: retry them one by one.
+                match commit(&db, &jobs).await {
+                    Ok(done) => finish(jobs, done.into_iter().map(Ok).collect(), &dispatch),
+                    // One bad job must not fail the others: retry them one by one.
                     Err(e) => {
-                        tracing::warn!(error = %e, n = jobs.len(), "batch append failed; retrying singly");
-                        let mut done = Vec::with_capacity(jobs.len());
+                        tracing::warn!(error = %e, n = jobs.len(), "batch commit failed; retrying singly");
+                        let mut results = Vec::with_capacity(jobs.len());
                         for j in &jobs {
-                            done.push(
+                            results.push(
                                 commit(&db, std::slice::from_ref(j))
                                     .await
                                     .map(|mut v| v.remove(0)),
                             );
                         }
-                        let mut committed = Vec::new();
-                        for ((a, reply), r) in jobs.into_iter().zip(done) {
-                            match r {
-                                Ok(ap) => {
-                                    committed.push((a, ap.clone()));
-                                    let _ = reply.send(Ok(ap));
-                                }
-                                Err(e) => {
-                                    let _ = reply.send(Err(e));
-                                }
-                            }
-                        }
-                        dispatch(&committed);
-                        continue;
+                        finish(jobs, results, &dispatch);
                     }
-                };
-                let mut committed = Vec::with_capacity(jobs.len());
-                for ((a, reply), ap) in jobs.into_iter().zip(done) {
-                    let _ = reply.send(Ok(ap.clone()));
-                    committed.push((a, ap));
                 }
-                dispatch(&committed);
             }
         });
         Writer { tx }
@@ -76,7 +69,18 @@ impl Writer {
     pub async fn append(&self, a: Append) -> anyhow::Result<Appended> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send((a, tx))
+            .send(Job::Append(Box::new(a), tx))
+            .map_err(|_| anyhow::anyhow!("timeline writer stopped"))?;
+        Ok(rx
+            .await
+            .map_err(|_| anyhow::anyhow!("timeline writer stopped"))??)
+    }
+
+    /// Persist confirmations; resolves once they are committed.
+    pub async fn confirm(&self, c: Vec<Confirm>) -> anyhow::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Confirm(c, tx))
             .map_err(|_| anyhow::anyhow!("timeline writer stopped"))?;
         Ok(rx
             .await
@@ -84,11 +88,61 @@ impl Writer {
     }
 }
 
-async fn commit(db: &Db, jobs: &[Job]) -> sqlx::Result<Vec<Appended>> {
+/// What one job produced.
+enum Done {
+    Appended(Appended),
+    Confirmed,
+}
+
+fn finish(
+    jobs: Vec<Job>,
+    results: Vec<sqlx::Result<Done>>,
+    dispatch: &impl Fn(&[(Append, Appended)]),
+) {
+    let mut committed = Vec::with_capacity(jobs.len());
+    for (job, r) in jobs.into_iter().zip(results) {
+        match (job, r) {
+            (Job::Append(a, reply), Ok(Done::Appended(ap))) => {
+                let _ = reply.send(Ok(ap.clone()));
+                committed.push((*a, ap));
+            }
+            (Job::Append(_, reply), Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (Job::Confirm(_, reply), Ok(_)) => {
+                let _ = reply.send(Ok(()));
+            }
+            (Job::Confirm(_, reply), Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (Job::Append(_, reply), Ok(Done::Confirmed)) => {
+                let _ = reply.send(Err(sqlx::Error::RowNotFound));
+            }
+        }
+    }
+    dispatch(&committed);
+}
+
+async fn commit(db: &Db, jobs: &[Job]) -> sqlx::Result<Vec<Done>> {
     let mut tx = db.begin().await?;
     let mut out = Vec::with_capacity(jobs.len());
-    for (a, _) in jobs {
-        out.push(timeline::append(&mut tx, a).await?);
+    for job in jobs {
+        match job {
+            Job::Append(a, _) => out.push(Done::Appended(timeline::append(&mut tx, a).await?)),
+            Job::Confirm(list, _) => {
+                for c in list {
+                    match c {
+                        Confirm::Inbox { user, entries } => {
+                            timeline::confirm_inbox(&mut tx, *user, entries).await?
+                        }
+                        Confirm::Cursor { user, group, seq } => {
+                            timeline::advance_cursor(&mut tx, *user, *group, *seq).await?
+                        }
+                    }
+                }
+                out.push(Done::Confirmed);
+            }
+        }
     }
     tx.commit().await?;
     Ok(out)

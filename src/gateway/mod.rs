@@ -388,15 +388,17 @@ impl Conn {
             return Ok(());
         };
         match v.get("type").and_then(Value::as_str) {
-            Some("ping") => match v.get("token") {
-                Some(Value::String(tok)) if !tok.is_empty() => {
-                    if self.st.keys.decode(tok).is_some() {
-                        socket.send(pong()).await?;
-                    }
+            Some("ping") => {
+                // A token that is present must verify; otherwise no reply (MR §3.6).
+                let answer = match v.get("token") {
+                    None | Some(Value::Null) => true,
+                    Some(Value::String(tok)) => tok.is_empty() || self.st.keys.decode(tok).is_some(),
+                    _ => false,
+                };
+                if answer {
+                    socket.send(pong()).await?;
                 }
-                None => socket.send(pong()).await?,
-                _ => {}
-            },
+            }
             Some("ack") if self.proto2 => {
                 if let Some(seq) = v.get("seq").and_then(Value::as_i64) {
                     let (done, keep): (Vec<i64>, Vec<i64>) =

@@ -79,17 +79,13 @@ pub async fn visitor_register(
     headers: HeaderMap,
     p: Params,
 ) -> ApiResult {
-    let mut stats = [String::new(), String::new(), String::new(), String::new()];
     let s = signed(&st, &headers, ip, &p, |_| Ok(())).await?;
-    stats[0] = p.str(In::Body, "uniplatform", "平台类型").len(2, 50).or("");
-    stats[1] = p.str(In::Body, "devicemodel", "设备型号").len(1, 50).or("");
-    stats[2] = p.str(In::Body, "deviceos", "操作系统").len(1, 50).or("");
-    stats[3] = p.str(In::Body, "devicebrand", "设备品牌").len(1, 50).or("");
+    // Only the statistics fields that were sent (and valid) are stored.
     let stats = [
-        stats[0].as_str(),
-        stats[1].as_str(),
-        stats[2].as_str(),
-        stats[3].as_str(),
+        p.str(In::Body, "uniplatform", "平台类型").len(2, 50).opt(),
+        p.str(In::Body, "devicemodel", "设备型号").len(1, 50).opt(),
+        p.str(In::Body, "deviceos", "操作系统").len(1, 50).opt(),
+        p.str(In::Body, "devicebrand", "设备品牌").len(1, 50).opt(),
     ];
     Ok(ok(visitor::visitor_register(&st, &s, stats)
         .await?

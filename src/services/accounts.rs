@@ -313,7 +313,7 @@ pub async fn update_userinfo(
 pub async fn user_set_info(st: &AppState, me: i64, userid: i64) -> Result<Value> {
     let target = users::active_by_id(&st.db, userid)
         .await?
-        .filter(|u| u.role == "user")
+        .filter(|u| !u.is_visitor())
         .ok_or_else(|| Error::fail("用户不存在或者为游客，无法加为好友"))?;
     let rel = crate::store::friends::row(&st.db, target.id, me).await?;
     let isgoodfriend = rel.is_some();

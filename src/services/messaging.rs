@@ -41,8 +41,8 @@ pub fn send_count(userset: Option<&str>, sender_is_visitor: bool) -> i64 {
         _ => None,
     };
     match n {
-        Some(x) if x == 0.0 => 0,
-        Some(x) if x == 2.0 => 2,
+        Some(0.0) => 0,
+        Some(2.0) => 2,
         _ => 1,
     }
 }

@@ -88,7 +88,11 @@ async fn count_device(st: &AppState, device: &str) {
 }
 
 /// API 十三.
-pub async fn visitor_register(st: &AppState, s: &Signed, stats: [&str; 4]) -> Result<Session> {
+pub async fn visitor_register(
+    st: &AppState,
+    s: &Signed,
+    stats: [Option<String>; 4],
+) -> Result<Session> {
     // Calls for one device are serialised: concurrent first calls create one visitor (AF API 十三).
     let _guard = st.locks.lock(&format!("visitor:{}", s.device_id)).await;
     let mut tx = st.db.begin().await?;
@@ -112,7 +116,7 @@ pub async fn visitor_register(st: &AppState, s: &Signed, stats: [&str; 4]) -> Re
                     .await?
                 }
             };
-            users::set_stats(&st.db, v.id, stats).await?;
+            users::set_stats(&st.db, v.id, &stats).await?;
             session
         }
         None => {
@@ -130,7 +134,9 @@ pub async fn visitor_register(st: &AppState, s: &Signed, stats: [&str; 4]) -> Re
                     Duration::from_secs(3600),
                 )
                 .await;
-            let username = create_visitor(st, &s.device_id, stats).await?;
+            let given = |i: usize| stats[i].as_deref().unwrap_or("");
+            let username =
+                create_visitor(st, &s.device_id, [given(0), given(1), given(2), given(3)]).await?;
             accounts::login(
                 st,
                 &username,
@@ -157,6 +163,11 @@ async fn reuse_device_token(
     if row.device_id.as_deref() != Some(device) || row.role != "visitor" {
         return Ok(None);
     }
+    // An expired token is never handed out again (AF §3.3): issue a fresh one instead.
+    let ttl = st.config.token_ttl_secs;
+    if ttl > 0 && chrono::Utc::now().timestamp() - row.iat > ttl as i64 {
+        return Ok(None);
+    }
     let mut tx = st.db.begin().await?;
     users::touch_login(&mut tx, v.id, None).await?;
     tx.commit().await?;
@@ -180,24 +191,38 @@ async fn create_visitor(st: &AppState, device: &str, stats: [&str; 4]) -> Result
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
     let hash = passwords::hash(&hex::encode(secret), st.config.argon2_memory_kib).await?;
     let base = format!("VIS{}", &device[..8]);
-    let mut tx = st.db.begin().await?;
-    let mut username = base.clone();
-    let mut n = 1;
-    while users::by_username_tx(&mut tx, &username).await?.is_some() {
-        n += 1;
-        username = format!("{base}_{n}");
-    }
-    let new = NewUser {
-        username: &username,
-        password_hash: &hash,
-        role: "visitor",
-        device: Some(device),
-        stats,
-        last_login: Some(time::now_db()),
+    let name = |n: u32| {
+        if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}_{n}")
+        }
     };
-    users::insert(&mut tx, &new).await?;
-    tx.commit().await?;
-    Ok(username)
+    let mut n = 1;
+    loop {
+        let mut tx = st.db.begin().await?;
+        while users::by_username_tx(&mut tx, &name(n)).await?.is_some() {
+            n += 1;
+        }
+        let username = name(n);
+        let new = NewUser {
+            username: &username,
+            password_hash: &hash,
+            role: "visitor",
+            device: Some(device),
+            stats,
+            last_login: Some(time::now_db()),
+        };
+        match users::insert(&mut tx, &new).await {
+            Ok(_) => {
+                tx.commit().await?;
+                return Ok(username);
+            }
+            // Another device took the name between the check and the insert: next suffix.
+            Err(e) if crate::store::is_unique_violation(&e) => n += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// After a signed endpoint succeeded for a device, its revoked leftovers become retired (MR §3.3).

@@ -202,7 +202,7 @@ AND NOT (e.`kind` = 1 AND e.`from_id` = ?) ORDER BY e.`conv_seq`"
 }
 
 /// Mark individually addressed entries delivered (confirmed, MR §6.2 R5).
-pub async fn confirm_inbox(db: &Db, user: i64, entry_ids: &[i64]) -> sqlx::Result<()> {
+pub async fn confirm_inbox(tx: &mut Tx, user: i64, entry_ids: &[i64]) -> sqlx::Result<()> {
     if entry_ids.is_empty() {
         return Ok(());
     }
@@ -212,14 +212,14 @@ pub async fn confirm_inbox(db: &Db, user: i64, entry_ids: &[i64]) -> sqlx::Resul
     );
     let mut a = args![user];
     a.extend(entry_ids.iter().map(|id| super::Arg::Int(*id)));
-    db.exec(&sql, a).await?;
+    tx.exec(&sql, a).await?;
     Ok(())
 }
 
 /// Advance a member's group cursor (never backwards).
-pub async fn advance_cursor(db: &Db, user: i64, group_id: i64, seq: i64) -> sqlx::Result<()> {
+pub async fn advance_cursor(tx: &mut Tx, user: i64, group_id: i64, seq: i64) -> sqlx::Result<()> {
     let sql = "UPDATE `im_group_cursor` SET `delivered_seq` = ? WHERE `group_id` = ? AND `user_id` = ? AND `delivered_seq` < ?";
-    db.exec(sql, args![seq, group_id, user, seq]).await?;
+    tx.exec(sql, args![seq, group_id, user, seq]).await?;
     Ok(())
 }
 
@@ -366,13 +366,20 @@ AND `conv_seq` > ? AND `conv_seq` < ? ORDER BY `conv_seq` {order} LIMIT ?"
 
 pub async fn read_seq(db: &Db, user: i64, conv_key: &str) -> sqlx::Result<i64> {
     let sql = "SELECT `read_seq` FROM `im_read_cursor` WHERE `user_id` = ? AND `conv_key` = ?";
-    Ok(db.opt::<(i64,)>(sql, args![user, conv_key]).await?.map(|r| r.0).unwrap_or(0))
+    Ok(db
+        .opt::<(i64,)>(sql, args![user, conv_key])
+        .await?
+        .map(|r| r.0)
+        .unwrap_or(0))
 }
 
 /// Store `max(old, seq)` as the user's read cursor; returns the stored value.
 pub async fn set_read_seq(db: &Db, user: i64, conv_key: &str, seq: i64) -> sqlx::Result<i64> {
     let mut tx = db.begin().await?;
-    let sql = format!("{} INTO `im_read_cursor` (`user_id`,`conv_key`,`read_seq`) VALUES (?,?,0)", tx.insert_ignore());
+    let sql = format!(
+        "{} INTO `im_read_cursor` (`user_id`,`conv_key`,`read_seq`) VALUES (?,?,0)",
+        tx.insert_ignore()
+    );
     tx.exec(&sql, args![user, conv_key]).await?;
     tx.exec(
         "UPDATE `im_read_cursor` SET `read_seq` = ? WHERE `user_id` = ? AND `conv_key` = ? AND `read_seq` < ?",
@@ -380,7 +387,11 @@ pub async fn set_read_seq(db: &Db, user: i64, conv_key: &str, seq: i64) -> sqlx:
     )
     .await?;
     let sql = "SELECT `read_seq` FROM `im_read_cursor` WHERE `user_id` = ? AND `conv_key` = ?";
-    let v = tx.opt::<(i64,)>(sql, args![user, conv_key]).await?.map(|r| r.0).unwrap_or(seq);
+    let v = tx
+        .opt::<(i64,)>(sql, args![user, conv_key])
+        .await?
+        .map(|r| r.0)
+        .unwrap_or(seq);
     tx.commit().await?;
     Ok(v)
 }

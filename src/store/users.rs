@@ -119,6 +119,18 @@ pub async fn by_id_tx(tx: &mut Tx, id: i64) -> sqlx::Result<Option<UserRow>> {
     tx.opt(&sql, args![id]).await
 }
 
+/// Users by id (any status); ids without a row are simply absent. Chunked to keep statements small.
+pub async fn by_ids(db: &Db, ids: &[i64]) -> sqlx::Result<Vec<UserRow>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = select(&format!("`id` IN ({marks})"));
+        let args = chunk.iter().map(|id| super::Arg::Int(*id)).collect();
+        out.extend(db.all::<UserRow>(&sql, args).await?);
+    }
+    Ok(out)
+}
+
 pub async fn info(db: &Db, user_id: i64) -> sqlx::Result<Option<UserInfoRow>> {
     let sql = "SELECT `id`,`gender`,`birthday`,`bio`,`location`,`website` FROM `user_info` WHERE `user_id` = ?";
     db.opt(sql, args![user_id]).await
@@ -195,10 +207,21 @@ pub async fn touch_login(
     Ok(now)
 }
 
-pub async fn set_stats(db: &Db, id: i64, stats: [&str; 4]) -> sqlx::Result<()> {
-    let sql = "UPDATE `user` SET `uniplatform` = ?, `devicemodel` = ?, `deviceos` = ?, `devicebrand` = ? WHERE `id` = ?";
-    db.exec(sql, args![stats[0], stats[1], stats[2], stats[3], id])
-        .await?;
+/// Store the statistics fields that were sent; the others keep their value.
+pub async fn set_stats(db: &Db, id: i64, stats: &[Option<String>; 4]) -> sqlx::Result<()> {
+    let sql = "UPDATE `user` SET `uniplatform` = COALESCE(?, `uniplatform`), `devicemodel` = COALESCE(?, `devicemodel`), \
+`deviceos` = COALESCE(?, `deviceos`), `devicebrand` = COALESCE(?, `devicebrand`) WHERE `id` = ?";
+    db.exec(
+        sql,
+        args![
+            stats[0].clone(),
+            stats[1].clone(),
+            stats[2].clone(),
+            stats[3].clone(),
+            id
+        ],
+    )
+    .await?;
     Ok(())
 }
 

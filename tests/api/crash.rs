@@ -35,15 +35,22 @@ async fn start_binary(dir: &std::path::Path, database_url: &str) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .expect("start imrs");
-    let base = format!("127.0.0.1:{port}");
+    let server = Server { child, base: format!("127.0.0.1:{port}") };
     let http = reqwest::Client::new();
     for _ in 0..200 {
-        if http.get(format!("http://{base}/")).send().await.is_ok() {
-            return Server { child, base };
+        if http.get(format!("http://{}/", server.base)).send().await.is_ok() {
+            return server;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("imrs did not start");
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 async fn post(
