@@ -81,6 +81,10 @@ settings! {
     reserved_types: String = "systemNotice".into(), "IMRS_RESERVED_TYPES";
     /// Maximum member rows per group
     group_max_members: u64 = 500, "IMRS_GROUP_MAX_MEMBERS";
+    /// Self-joins (API 三十六 with `user_id` = me) per user per hour (0 disables)
+    group_join_limit: u64 = 60, "IMRS_GROUP_JOIN_LIMIT";
+    /// Invitations of others (API 三十六) per user per hour (0 disables)
+    group_invite_limit: u64 = 300, "IMRS_GROUP_INVITE_LIMIT";
     /// Seconds between server heartbeats (text ping and protocol Ping)
     ws_ping_secs: u64 = 30, "IMRS_WS_PING_SECS";
     /// Seconds of silence after which a peer that answered Pings is dropped
@@ -115,6 +119,8 @@ pub struct Config {
     pub send_rate_limit: u64,
     pub reserved_types: Vec<String>,
     pub group_max_members: u64,
+    pub group_join_limit: u64,
+    pub group_invite_limit: u64,
     pub ws_ping_secs: u64,
     pub ws_dead_secs: u64,
     pub ws_queue_frames: usize,
@@ -190,6 +196,8 @@ impl Config {
             send_rate_limit: r.send_rate_limit,
             reserved_types: list(&r.reserved_types),
             group_max_members: r.group_max_members.max(1),
+            group_join_limit: r.group_join_limit,
+            group_invite_limit: r.group_invite_limit,
             ws_ping_secs: r.ws_ping_secs.max(1),
             ws_dead_secs: r.ws_dead_secs.max(2),
             ws_queue_frames: r.ws_queue_frames.max(16),

@@ -270,7 +270,6 @@ impl Conn {
         let dead_after = Duration::from_secs(cfg.ws_dead_secs);
         let mut heartbeat =
             tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-        let mut check = tokio::time::interval(Duration::from_secs(1));
         let mut shutdown = self.st.delivery.shutdown_signal();
         let mut confirm_pending = false;
         loop {
@@ -318,21 +317,20 @@ impl Conn {
                     }
                 }
                 _ = heartbeat.tick() => {
-                    let ping = json!({"type": "ping"}).to_string();
-                    if socket.send(Message::Text(ping.into())).await.is_err() { return End::Dropped; }
-                    if self.send_ping(socket).await.is_err() { return End::Dropped; }
-                }
-                _ = check.tick() => {
+                    // One timer per connection: liveness is judged at each heartbeat (MR §3.6).
                     let now = Instant::now();
                     if self.answered_ping && now.duration_since(self.last_inbound) > dead_after {
                         return End::Dropped;
                     }
-                    if !self.answered_ping && !self.confirm_on_write && now.duration_since(self.opened) > Duration::from_secs(60) {
+                    if !self.answered_ping && !self.confirm_on_write && now.duration_since(self.opened) >= Duration::from_secs(60) {
                         self.confirm_on_write = true;
                         let all = std::mem::take(&mut self.written);
                         self.marks.clear();
                         self.st.delivery.confirmed(self.user.id, self.sock_id, all);
                     }
+                    let ping = json!({"type": "ping"}).to_string();
+                    if socket.send(Message::Text(ping.into())).await.is_err() { return End::Dropped; }
+                    if self.send_ping(socket).await.is_err() { return End::Dropped; }
                 }
                 _ = abort.notified() => return End::Dropped,
                 _ = shutdown.changed() => {

@@ -3,6 +3,8 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod groups;
+pub mod friends;
 pub mod messaging;
 pub mod params;
 
@@ -45,8 +47,43 @@ pub fn router(state: AppState) -> Router {
         .route("/api/chat/socket/sendmessage", post(messaging::send))
         .route("/api/chat/chatGetmessageOffLine", post(messaging::offline))
         .route("/api/chat/revokeMessage", post(messaging::revoke))
+        .route("/api/chat/history/{chatType}/{id}", get(messaging::history))
+        .route("/api/chat/readCursor", post(messaging::read_cursor))
         // friends (AF §7.2, §7.3)
+        .route("/api/chat/applyfriend", post(friends::apply))
+        .route(
+            "/api/chat/listapplyfriend/{page}",
+            get(friends::list_applications),
+        )
+        .route("/api/chat/handleapply/{id}", post(friends::handle))
+        .route("/api/chat/autoAddFriendAndAgree", post(friends::auto_add))
+        .route("/api/chat/goodfriendlist/{page}", get(friends::contact_list))
+        .route("/api/chat/getgoodfriendinfo/{id}", get(friends::friend_info))
+        .route(
+            "/api/chat/setblackgoodfriend/{id}",
+            post(friends::toggle_black),
+        )
+        .route("/api/chat/setstargoodfriend/{id}", post(friends::toggle_star))
+        .route(
+            "/api/chat/setmeOrfriendCanSee/{id}",
+            post(friends::set_visibility),
+        )
+        .route("/api/chat/ismygoodfriend/{id}", post(friends::is_my_friend))
+        .route("/api/chat/deletegoodfriend/{id}", post(friends::delete))
+        .route("/api/chat/isApplyfriend/{uuid}", post(friends::applied_to_me))
         // groups (GR §5)
+        .route("/api/chat/group/create", post(groups::create))
+        .route("/api/chat/grouplist/{page}", get(groups::list))
+        .route("/api/chat/groupinfo/{id}", get(groups::info))
+        .route("/api/chat/groupUpdateName", post(groups::rename))
+        .route("/api/chat/groupremark", post(groups::remark))
+        .route("/api/chat/groupnickname", post(groups::nickname))
+        .route("/api/chat/groupDeleteOrQuit", post(groups::delete_or_quit))
+        .route("/api/chat/groupQrcode/{id}", get(groups::qrcode))
+        .route("/api/chat/groupDeleteUser", post(groups::delete_user))
+        .route("/api/chat/groupInviteUser", post(groups::invite_user))
+        .route("/api/chat/groupAddUserSet", post(groups::add_user_set))
+        .route("/api/chat/groupAgreeOrNo", post(groups::agree_or_no))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

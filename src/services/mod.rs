@@ -1,6 +1,7 @@
 //! The rules of the spec: who may do what, in which order, which notice goes to whom.
 
 pub mod accounts;
+pub mod friends;
 pub mod groups;
 pub mod messaging;
 pub mod notices;

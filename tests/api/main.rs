@@ -4,4 +4,7 @@
 mod common;
 
 mod accounts;
+mod crash;
+mod friends;
+mod groups;
 mod messaging;
