@@ -91,6 +91,44 @@ settings! {
     ws_dead_secs: u64 = 90, "IMRS_WS_DEAD_SECS";
     /// Frames queued per socket before a slow client is dropped
     ws_queue_frames: usize = 1024, "IMRS_WS_QUEUE_FRAMES";
+    /// Where uploads are kept: `local` (a directory served under /public/uploads) or `s3`
+    blob_store: String = "local".into(), "IMRS_BLOB_STORE";
+    /// Directory of the local upload store (default: `<data_dir>/uploads`)
+    upload_dir: String = String::new(), "IMRS_UPLOAD_DIR";
+    /// Largest accepted upload file, bytes
+    upload_max_bytes: u64 = 50 * 1024 * 1024, "IMRS_UPLOAD_MAX_BYTES";
+    /// Public base URL of this server (`https://im.example.com`) for absolute uploadAliyun URLs; empty = the request's Host
+    public_base_url: String = String::new(), "IMRS_PUBLIC_BASE_URL";
+    /// S3-compatible endpoint (`https://oss-cn-hangzhou.aliyuncs.com`, `http://minio:9000`); empty = AWS
+    s3_endpoint: String = String::new(), "IMRS_S3_ENDPOINT";
+    /// Bucket of the S3 store
+    s3_bucket: String = String::new(), "IMRS_S3_BUCKET";
+    /// Region of the S3 store
+    s3_region: String = "us-east-1".into(), "IMRS_S3_REGION";
+    /// Access key id of the S3 store
+    s3_access_key_id: String = String::new(), "IMRS_S3_ACCESS_KEY_ID";
+    /// Secret access key of the S3 store
+    s3_secret_access_key: String = String::new(), "IMRS_S3_SECRET_ACCESS_KEY";
+    /// `on` = virtual-hosted-style requests (bucket in the host name; required by Aliyun OSS)
+    s3_virtual_hosted: String = "off".into(), "IMRS_S3_VIRTUAL_HOSTED";
+    /// Public URL of the bucket's objects (`https://bucket.oss-cn-hangzhou.aliyuncs.com`, which answers the OSS video poster itself); empty = served through this server, which answers it
+    s3_public_url: String = String::new(), "IMRS_S3_PUBLIC_URL";
+    /// Hosts (or host:port) the video screenshot may fetch even when they resolve to private addresses, comma-separated
+    screenshot_allow_hosts: String = String::new(), "IMRS_SCREENSHOT_ALLOW_HOSTS";
+    /// The ffmpeg executable
+    ffmpeg_path: String = "ffmpeg".into(), "IMRS_FFMPEG_PATH";
+    /// Time limit of one screenshot or poster (download and decoding), seconds
+    screenshot_timeout_secs: u64 = 20, "IMRS_SCREENSHOT_TIMEOUT_SECS";
+    /// Largest video a screenshot downloads, bytes
+    screenshot_max_bytes: u64 = 200 * 1024 * 1024, "IMRS_SCREENSHOT_MAX_BYTES";
+    /// Screenshots per user per day (0 disables)
+    screenshot_daily_quota: u64 = 200, "IMRS_SCREENSHOT_DAILY_QUOTA";
+    /// Screenshots one user may run at the same time
+    screenshot_concurrency: u64 = 2, "IMRS_SCREENSHOT_CONCURRENCY";
+    /// ffmpeg processes this node runs at the same time (screenshots and posters)
+    ffmpeg_jobs: u64 = 4, "IMRS_FFMPEG_JOBS";
+    /// Uncached video posters rendered per IP per hour (0 disables)
+    poster_ip_limit: u64 = 600, "IMRS_POSTER_IP_LIMIT";
 }
 
 /// The resolved configuration the server runs with.
@@ -124,6 +162,7 @@ pub struct Config {
     pub ws_ping_secs: u64,
     pub ws_dead_secs: u64,
     pub ws_queue_frames: usize,
+    pub media: MediaConfig,
 }
 
 impl Config {
@@ -148,6 +187,7 @@ impl Config {
     }
 
     fn from_raw(r: Raw) -> anyhow::Result<Config> {
+        let media = media_config(&r)?;
         let list = |s: &str| -> Vec<String> {
             s.split(',')
                 .map(str::trim)
@@ -201,10 +241,93 @@ impl Config {
             ws_ping_secs: r.ws_ping_secs.max(1),
             ws_dead_secs: r.ws_dead_secs.max(2),
             ws_queue_frames: r.ws_queue_frames.max(16),
+            media,
         })
     }
 
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")
     }
+}
+
+/// Uploads, the blob store and the video decoder (MR §5.4–§5.7, S1, S10).
+#[derive(Clone)]
+pub struct MediaConfig {
+    pub store: BlobConfig,
+    pub max_upload: u64,
+    pub public_base_url: Option<String>,
+    pub allow_hosts: Vec<String>,
+    pub ffmpeg: String,
+    pub timeout: std::time::Duration,
+    pub max_video: u64,
+    pub daily_quota: u64,
+    pub concurrency: usize,
+    pub ffmpeg_jobs: usize,
+    pub poster_ip_limit: u64,
+}
+
+#[derive(Clone)]
+pub enum BlobConfig {
+    Local { dir: PathBuf },
+    S3(S3Config),
+}
+
+#[derive(Clone)]
+pub struct S3Config {
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    pub virtual_hosted: bool,
+    pub public_url: Option<String>,
+}
+
+fn media_config(r: &Raw) -> anyhow::Result<MediaConfig> {
+    let non_empty = |s: &str| {
+        let s = s.trim().trim_end_matches('/');
+        (!s.is_empty()).then(|| s.to_string())
+    };
+    let on = |s: &str| matches!(s.to_ascii_lowercase().as_str(), "on" | "1" | "true" | "yes");
+    let store = match r.blob_store.to_ascii_lowercase().as_str() {
+        "local" | "" => BlobConfig::Local {
+            dir: non_empty(&r.upload_dir)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| r.data_dir.join("uploads")),
+        },
+        "s3" => {
+            anyhow::ensure!(
+                !r.s3_bucket.is_empty(),
+                "IMRS_BLOB_STORE=s3 needs IMRS_S3_BUCKET"
+            );
+            BlobConfig::S3(S3Config {
+                endpoint: non_empty(&r.s3_endpoint),
+                bucket: r.s3_bucket.clone(),
+                region: r.s3_region.clone(),
+                access_key_id: r.s3_access_key_id.clone(),
+                secret_access_key: SecretString::from(r.s3_secret_access_key.clone()),
+                virtual_hosted: on(&r.s3_virtual_hosted),
+                public_url: non_empty(&r.s3_public_url),
+            })
+        }
+        other => anyhow::bail!("IMRS_BLOB_STORE must be local or s3, not {other}"),
+    };
+    Ok(MediaConfig {
+        store,
+        max_upload: r.upload_max_bytes.max(1),
+        public_base_url: non_empty(&r.public_base_url),
+        allow_hosts: r
+            .screenshot_allow_hosts
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect(),
+        ffmpeg: r.ffmpeg_path.clone(),
+        timeout: std::time::Duration::from_secs(r.screenshot_timeout_secs.max(1)),
+        max_video: r.screenshot_max_bytes.max(1),
+        daily_quota: r.screenshot_daily_quota,
+        concurrency: r.screenshot_concurrency.clamp(1, 64) as usize,
+        ffmpeg_jobs: r.ffmpeg_jobs.clamp(1, 256) as usize,
+        poster_ip_limit: r.poster_ip_limit,
+    })
 }

@@ -2,6 +2,7 @@
 //! `App::build` turns a `Config` into a bound server (config → state → router); `main.rs` and the
 //! end-to-end tests both start it this way (tests on port 0).
 
+pub mod blob;
 pub mod config;
 pub mod delivery;
 pub mod error;
@@ -97,7 +98,7 @@ async fn maintenance(st: AppState) {
                 last = id;
             }
         }
-        if n % 21_600 == 0 {
+        if n.is_multiple_of(21_600) {
             if let Err(e) = store::tokens::prune(&st.db, st.config.ended_token_days).await {
                 tracing::warn!(error = %e, "pruning ended tokens failed");
             }
@@ -116,6 +117,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         limiter: ratelimit::RateLimiter::local(),
         delivery: delivery::Delivery::new(db.clone()),
         locks: KeyedLocks::default(),
+        blobs: blob::BlobStore::from_config(&config)?,
+        media: services::media::Media::new(&config)?,
         db,
         config,
     }))

@@ -6,6 +6,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
+use crate::blob::BlobStore;
 use crate::config::Config;
 use crate::delivery::Delivery;
 use crate::ratelimit::RateLimiter;
@@ -23,6 +24,10 @@ pub struct Inner {
     pub delivery: Delivery,
     /// Serialises work per key (e.g. visitor calls per device, AF API 十三).
     pub locks: KeyedLocks,
+    /// Uploaded files (local directory or S3-compatible bucket).
+    pub blobs: BlobStore,
+    /// Video decoder jobs and the poster cache.
+    pub media: crate::services::media::Media,
 }
 
 impl std::ops::Deref for AppState {

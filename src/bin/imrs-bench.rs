@@ -24,7 +24,10 @@ use tokio_tungstenite::WebSocketStream;
 const SECRET: &str = "imrs-bench-secret";
 
 #[derive(Parser)]
-#[command(name = "imrs-bench", about = "Load generator for imrs, with a bare websocket relay as baseline")]
+#[command(
+    name = "imrs-bench",
+    about = "Load generator for imrs, with a bare websocket relay as baseline"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -98,7 +101,10 @@ fn raise_nofile() {
 }
 
 fn nofile() -> u64 {
-    rlimit::Resource::NOFILE.get().map(|(s, _)| s).unwrap_or(1024)
+    rlimit::Resource::NOFILE
+        .get()
+        .map(|(s, _)| s)
+        .unwrap_or(1024)
 }
 
 // ---------------------------------------------------------------- baseline relay
@@ -124,7 +130,9 @@ async fn relay(listen: &str) -> anyhow::Result<()> {
                 }
                 Ok(resp)
             };
-            let Ok(ws) = tokio_tungstenite::accept_hdr_async_with_config(stream, cb, Some(small_ws())).await else {
+            let Ok(ws) =
+                tokio_tungstenite::accept_hdr_async_with_config(stream, cb, Some(small_ws())).await
+            else {
                 return;
             };
             let (mut sink, mut stream) = ws.split();
@@ -195,7 +203,9 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn sibling(name: &str) -> anyhow::Result<PathBuf> {
@@ -214,7 +224,10 @@ async fn wait_port(addr: SocketAddr) -> anyhow::Result<()> {
 }
 
 async fn start_server(args: &RunArgs, dir: &std::path::Path, db_url: &str) -> anyhow::Result<Proc> {
-    let bin = args.server_bin.clone().map_or_else(|| sibling("imrs"), Ok)?;
+    let bin = args
+        .server_bin
+        .clone()
+        .map_or_else(|| sibling("imrs"), Ok)?;
     let port = free_port()?;
     let child = Command::new(&bin)
         .env("IMRS_LISTEN", format!("127.0.0.1:{port}"))
@@ -268,7 +281,15 @@ async fn seed_users(db: &imrs::store::Db, n: usize, prefix: &str) -> anyhow::Res
             let id = tx
                 .exec(
                     sql,
-                    imrs::args![uuid::Uuid::new_v4().to_string(), format!("{prefix}{i}"), unlimited, now, now, now, now],
+                    imrs::args![
+                        uuid::Uuid::new_v4().to_string(),
+                        format!("{prefix}{i}"),
+                        unlimited,
+                        now,
+                        now,
+                        now,
+                        now
+                    ],
                 )
                 .await?
                 .id;
@@ -278,8 +299,17 @@ async fn seed_users(db: &imrs::store::Db, n: usize, prefix: &str) -> anyhow::Res
                 imrs::args![&jti, id, iat],
             )
             .await?;
-            tx.exec("INSERT INTO `im_session` (`user_id`,`jti`) VALUES (?,?)", imrs::args![id, &jti]).await?;
-            let claims = imrs::services::tokens::Claims { id, role: "user".into(), iat, jti };
+            tx.exec(
+                "INSERT INTO `im_session` (`user_id`,`jti`) VALUES (?,?)",
+                imrs::args![id, &jti],
+            )
+            .await?;
+            let claims = imrs::services::tokens::Claims {
+                id,
+                role: "user".into(),
+                iat,
+                jti,
+            };
             tokens.push((id, keys.encode(&claims)));
         }
         tx.commit().await?;
@@ -342,7 +372,8 @@ async fn connect(addr: SocketAddr, path: &str) -> anyhow::Result<Ws> {
     sock.bind(SocketAddr::new(src, 0))?;
     let stream = sock.connect(addr).await?;
     let url = format!("ws://{addr}{path}");
-    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(small_ws())).await?;
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(url, stream, Some(small_ws())).await?;
     Ok(ws)
 }
 
@@ -364,7 +395,10 @@ fn spawn_reader(
             }
             let now = start.elapsed().as_micros() as u64;
             if let Some(pos) = s.find("\"t:") {
-                let digits: String = s[pos + 3..].chars().take_while(char::is_ascii_digit).collect();
+                let digits: String = s[pos + 3..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
                 if let Ok(sent) = digits.parse::<u64>() {
                     delivered.fetch_add(1, Ordering::Relaxed);
                     match &last_seen {
@@ -402,7 +436,12 @@ async fn run(args: RunArgs) -> anyhow::Result<Value> {
         a.fanout_messages = 5;
     }
     let scenarios: Vec<String> = if a.scenario == "all" {
-        vec!["idle".into(), "one2one".into(), "latency".into(), "fanout".into()]
+        vec![
+            "idle".into(),
+            "one2one".into(),
+            "latency".into(),
+            "fanout".into(),
+        ]
     } else {
         a.scenario.split(',').map(String::from).collect()
     };
@@ -414,7 +453,9 @@ async fn run(args: RunArgs) -> anyhow::Result<Value> {
         use sqlx::Connection;
         let name = format!("imrs_bench_{}", uuid::Uuid::new_v4().simple());
         let mut c = sqlx::MySqlConnection::connect(&a.mysql).await?;
-        sqlx::query(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4")).execute(&mut c).await?;
+        sqlx::query(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+            .execute(&mut c)
+            .await?;
         format!("{}/{name}", a.mysql.trim_end_matches('/'))
     };
     let db = imrs::store::Db::connect(&db_url, &dir).await?;
@@ -430,7 +471,9 @@ async fn run(args: RunArgs) -> anyhow::Result<Value> {
     for s in &scenarios {
         let v = match s.as_str() {
             "idle" => idle(&a, &db, &dir, &db_url).await.context("idle")?,
-            "one2one" => one2one(&a, &db, &dir, &db_url, None).await.context("one2one")?,
+            "one2one" => one2one(&a, &db, &dir, &db_url, None)
+                .await
+                .context("one2one")?,
             "latency" => {
                 let max = one2one(&a, &db, &dir, &db_url, None).await?;
                 let rate = max["imrs"]["delivered_per_s"].as_f64().unwrap_or(100.0) / 2.0;
@@ -451,19 +494,46 @@ async fn run(args: RunArgs) -> anyhow::Result<Value> {
 }
 
 /// Idle connections: RSS per connection at each step, for imrs and the relay.
-async fn idle(a: &RunArgs, db: &imrs::store::Db, dir: &std::path::Path, url: &str) -> anyhow::Result<Value> {
+async fn idle(
+    a: &RunArgs,
+    db: &imrs::store::Db,
+    dir: &std::path::Path,
+    url: &str,
+) -> anyhow::Result<Value> {
     let ceiling = nofile().saturating_sub(500) as usize;
     let steps: Vec<usize> = a
         .idle
         .split(',')
-        .filter_map(|s| if s == "max" { Some(ceiling) } else { s.parse().ok() })
+        .filter_map(|s| {
+            if s == "max" {
+                Some(ceiling)
+            } else {
+                s.parse().ok()
+            }
+        })
         .map(|n: usize| n.min(ceiling))
         .collect();
     let most = steps.iter().copied().max().unwrap_or(0);
-    let users = seed_users(db, most, &format!("idle{}_", uuid::Uuid::new_v4().simple().to_string().get(..6).unwrap_or("x"))).await?;
+    let users = seed_users(
+        db,
+        most,
+        &format!(
+            "idle{}_",
+            uuid::Uuid::new_v4()
+                .simple()
+                .to_string()
+                .get(..6)
+                .unwrap_or("x")
+        ),
+    )
+    .await?;
     let mut out = Vec::new();
     for target in ["imrs", "relay"] {
-        let proc = if target == "imrs" { start_server(a, dir, url).await? } else { start_relay().await? };
+        let proc = if target == "imrs" {
+            start_server(a, dir, url).await?
+        } else {
+            start_relay().await?
+        };
         tokio::time::sleep(Duration::from_millis(300)).await;
         let base = proc.rss_kib();
         let mut conns: Vec<tokio::task::JoinHandle<()>> = Vec::new();
@@ -478,9 +548,13 @@ async fn idle(a: &RunArgs, db: &imrs::store::Db, dir: &std::path::Path, url: &st
                     format!("/?id={i}")
                 };
                 match connect(proc.addr, &path).await {
-                    Ok(ws) => {
-                        conns.push(spawn_reader(ws, Instant::now(), Arc::default(), Arc::default(), None))
-                    }
+                    Ok(ws) => conns.push(spawn_reader(
+                        ws,
+                        Instant::now(),
+                        Arc::default(),
+                        Arc::default(),
+                        None,
+                    )),
                     Err(_) => {
                         errors += 1;
                         if errors > 50 {
@@ -519,7 +593,11 @@ async fn one2one(
     }
     let mut out = serde_json::Map::new();
     for target in ["imrs", "relay"] {
-        let proc = if target == "imrs" { start_server(a, dir, url).await? } else { start_relay().await? };
+        let proc = if target == "imrs" {
+            start_server(a, dir, url).await?
+        } else {
+            start_relay().await?
+        };
         let start = Instant::now();
         let delivered = Arc::new(AtomicU64::new(0));
         let lat = Arc::new(Mutex::new(Vec::new()));
@@ -530,7 +608,13 @@ async fn one2one(
             } else {
                 format!("/?id={}", 2 * p + 1)
             };
-            readers.push(spawn_reader(connect(proc.addr, &path).await?, start, delivered.clone(), lat.clone(), None));
+            readers.push(spawn_reader(
+                connect(proc.addr, &path).await?,
+                start,
+                delivered.clone(),
+                lat.clone(),
+                None,
+            ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let sent = Arc::new(AtomicU64::new(0));
@@ -542,7 +626,11 @@ async fn one2one(
             let (sent, errors) = (sent.clone(), errors.clone());
             let (from, to) = (users.tokens[2 * p].clone(), users.tokens[2 * p + 1].0);
             let addr = proc.addr;
-            let mode = if target == "relay" { "relay".to_string() } else { a.send.clone() };
+            let mode = if target == "relay" {
+                "relay".to_string()
+            } else {
+                a.send.clone()
+            };
             let interval = rate.map(|r| Duration::from_secs_f64(pairs as f64 / r));
             let to_relay = 2 * p + 1;
             senders.push(tokio::spawn(async move {
@@ -613,7 +701,10 @@ async fn one2one(
         }));
     }
     let ratio = out["imrs"]["delivered_per_s"].as_f64().unwrap_or(0.0)
-        / out["relay"]["delivered_per_s"].as_f64().unwrap_or(1.0).max(1e-9);
+        / out["relay"]["delivered_per_s"]
+            .as_f64()
+            .unwrap_or(1.0)
+            .max(1e-9);
     out.insert("ratio_imrs_to_relay".into(), json!(ratio));
     Ok(Value::Object(out))
 }
@@ -631,10 +722,19 @@ async fn wait_text(ws: &mut Ws, prefix_or_type: &str) -> bool {
 }
 
 /// One message to a group: time from the send to the last online member's receipt.
-async fn fanout(a: &RunArgs, db: &imrs::store::Db, dir: &std::path::Path, url: &str) -> anyhow::Result<Value> {
+async fn fanout(
+    a: &RunArgs,
+    db: &imrs::store::Db,
+    dir: &std::path::Path,
+    url: &str,
+) -> anyhow::Result<Value> {
     let mut results = Vec::new();
     for size in a.members.split(',').filter_map(|s| s.parse::<usize>().ok()) {
-        let online = if a.online == 0 { size } else { a.online.min(size) };
+        let online = if a.online == 0 {
+            size
+        } else {
+            a.online.min(size)
+        };
         let online = online.min(nofile().saturating_sub(500) as usize);
         let tag = uuid::Uuid::new_v4().simple().to_string();
         let users = seed_users(db, size, &format!("g{}_", &tag[..6])).await?;
@@ -648,7 +748,13 @@ async fn fanout(a: &RunArgs, db: &imrs::store::Db, dir: &std::path::Path, url: &
         // Member 0 sends; members 1..=online are connected.
         for t in users.tokens.iter().skip(1).take(online) {
             let ws = connect(proc.addr, &format!("/ws?token={}", t.1)).await?;
-            readers.push(spawn_reader(ws, start, delivered.clone(), Arc::default(), Some(seen.clone())));
+            readers.push(spawn_reader(
+                ws,
+                start,
+                delivered.clone(),
+                Arc::default(),
+                Some(seen.clone()),
+            ));
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
         let http = reqwest::Client::new();
@@ -668,7 +774,8 @@ async fn fanout(a: &RunArgs, db: &imrs::store::Db, dir: &std::path::Path, url: &
                 continue;
             }
             let deadline = Instant::now() + Duration::from_secs(10);
-            while delivered.load(Ordering::Relaxed) < before + expected && Instant::now() < deadline {
+            while delivered.load(Ordering::Relaxed) < before + expected && Instant::now() < deadline
+            {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             let last = seen.lock().get(&sent_at.to_string()).copied().unwrap_or(0);
@@ -685,10 +792,12 @@ async fn fanout(a: &RunArgs, db: &imrs::store::Db, dir: &std::path::Path, url: &
             .await
             .ok()
             .flatten();
-        results.push(json!({"members": size, "online": expected, "messages": a.fanout_messages,
+        results.push(
+            json!({"members": size, "online": expected, "messages": a.fanout_messages,
             "delivered": d, "expected": expected * a.fanout_messages as u64, "errors": errors,
             "inbox_rows_for_group_messages": rows.map(|r| r.0), "server_rss_kib": rss,
-            "to_last_member": percentiles(&mut per_msg)}));
+            "to_last_member": percentiles(&mut per_msg)}),
+        );
     }
     Ok(json!(results))
 }

@@ -390,7 +390,9 @@ impl Conn {
                 // A token that is present must verify; otherwise no reply (MR §3.6).
                 let answer = match v.get("token") {
                     None | Some(Value::Null) => true,
-                    Some(Value::String(tok)) => tok.is_empty() || self.st.keys.decode(tok).is_some(),
+                    Some(Value::String(tok)) => {
+                        tok.is_empty() || self.st.keys.decode(tok).is_some()
+                    }
                     _ => false,
                 };
                 if answer {

@@ -83,7 +83,10 @@ pub async fn revoke(State(st): State<AppState>, auth: Auth, p: Params) -> ApiRes
 
 /// EXTENSION §7.5 `GET /api/chat/history/:chatType/:id`.
 pub async fn history(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResult {
-    let chat_type = p.str(In::Path, "chatType", "聊天类型").one_of(&["single", "group"]).get()?;
+    let chat_type = p
+        .str(In::Path, "chatType", "聊天类型")
+        .one_of(&["single", "group"])
+        .get()?;
     let id = p.int(In::Path, "id", "id").min(1).get()?;
     let before = p.int(In::Query, "before", "before").min(0).opt();
     let after = p.int(In::Query, "after", "after").min(0).opt();
@@ -94,8 +97,14 @@ pub async fn history(State(st): State<AppState>, auth: Auth, p: Params) -> ApiRe
 
 /// EXTENSION §7.6 `POST /api/chat/readCursor`.
 pub async fn read_cursor(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResult {
-    let chat_type = p.str(In::Body, "chatType", "聊天类型").one_of(&["single", "group"]).get()?;
+    let chat_type = p
+        .str(In::Body, "chatType", "聊天类型")
+        .one_of(&["single", "group"])
+        .get()?;
     let id = p.int(In::Body, "id", "id").min(1).get()?;
     let seq = p.int(In::Body, "conv_seq", "conv_seq").min(0).get()?;
-    Ok(ok(messaging::read_cursor(&st, &auth.user, &chat_type, id, seq).await?))
+    Ok(ok(messaging::read_cursor(
+        &st, &auth.user, &chat_type, id, seq,
+    )
+    .await?))
 }

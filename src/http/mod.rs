@@ -3,15 +3,16 @@
 
 pub mod accounts;
 pub mod auth;
-pub mod groups;
 pub mod friends;
+pub mod groups;
+pub mod media;
 pub mod messaging;
 pub mod params;
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::{self, Next};
@@ -57,20 +58,32 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/chat/handleapply/{id}", post(friends::handle))
         .route("/api/chat/autoAddFriendAndAgree", post(friends::auto_add))
-        .route("/api/chat/goodfriendlist/{page}", get(friends::contact_list))
-        .route("/api/chat/getgoodfriendinfo/{id}", get(friends::friend_info))
+        .route(
+            "/api/chat/goodfriendlist/{page}",
+            get(friends::contact_list),
+        )
+        .route(
+            "/api/chat/getgoodfriendinfo/{id}",
+            get(friends::friend_info),
+        )
         .route(
             "/api/chat/setblackgoodfriend/{id}",
             post(friends::toggle_black),
         )
-        .route("/api/chat/setstargoodfriend/{id}", post(friends::toggle_star))
+        .route(
+            "/api/chat/setstargoodfriend/{id}",
+            post(friends::toggle_star),
+        )
         .route(
             "/api/chat/setmeOrfriendCanSee/{id}",
             post(friends::set_visibility),
         )
         .route("/api/chat/ismygoodfriend/{id}", post(friends::is_my_friend))
         .route("/api/chat/deletegoodfriend/{id}", post(friends::delete))
-        .route("/api/chat/isApplyfriend/{uuid}", post(friends::applied_to_me))
+        .route(
+            "/api/chat/isApplyfriend/{uuid}",
+            post(friends::applied_to_me),
+        )
         // groups (GR §5)
         .route("/api/chat/group/create", post(groups::create))
         .route("/api/chat/grouplist/{page}", get(groups::list))
@@ -84,6 +97,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/chat/groupInviteUser", post(groups::invite_user))
         .route("/api/chat/groupAddUserSet", post(groups::add_user_set))
         .route("/api/chat/groupAgreeOrNo", post(groups::agree_or_no))
+        // media (MR §5.4–§5.6); uploads are limited by the media settings, not the 2 MB default
+        .route(
+            "/api/chat/uploadStreamSingleToServerDiy/{diydir}",
+            post(media::upload_diy).layer(DefaultBodyLimit::max(media::body_limit(&state))),
+        )
+        .route(
+            "/api/chat/uploadAliyun",
+            post(media::upload_aliyun).layer(DefaultBodyLimit::max(media::body_limit(&state))),
+        )
+        .route("/api/chat/getVideoScreenshot", post(media::screenshot))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -96,7 +119,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/visitorregChat", post(accounts::visitor_reg_chat))
         .route("/api/visitorloginChat", post(accounts::visitor_login_chat))
         .route("/api/userinfo/{uuid}", get(accounts::public_profile))
-        .route("/ws", get(crate::gateway::ws_handler));
+        .route("/ws", get(crate::gateway::ws_handler))
+        .route("/public/uploads/{*path}", get(media::public_file));
 
     Router::new()
         .merge(chat)

@@ -296,7 +296,9 @@ pub async fn history(
 ) -> Result<Value> {
     let limit = limit.clamp(1, 100);
     let (key, from_seq) = if chat_type == "group" {
-        let active = crate::store::groups::member(&st.db, id, me.id).await?.is_some_and(|m| m.status == 1);
+        let active = crate::store::groups::member(&st.db, id, me.id)
+            .await?
+            .is_some_and(|m| m.status == 1);
         let cursor = timeline::cursor_of(&st.db, id, me.id).await?;
         match (active, cursor) {
             (true, Some(c)) => (c.conv_key, c.join_seq),
@@ -332,9 +334,17 @@ pub async fn history(
 }
 
 /// EXTENSION §7.6: advance my read cursor; a single chat's peer hears of it on proto-2 sockets.
-pub async fn read_cursor(st: &AppState, me: &UserRow, chat_type: &str, id: i64, seq: i64) -> Result<Value> {
+pub async fn read_cursor(
+    st: &AppState,
+    me: &UserRow,
+    chat_type: &str,
+    id: i64,
+    seq: i64,
+) -> Result<Value> {
     let key = if chat_type == "group" {
-        let active = crate::store::groups::member(&st.db, id, me.id).await?.is_some_and(|m| m.status == 1);
+        let active = crate::store::groups::member(&st.db, id, me.id)
+            .await?
+            .is_some_and(|m| m.status == 1);
         if !active {
             return Err(Error::fail("你不在该群聊中，操作失败"));
         }
@@ -345,7 +355,8 @@ pub async fn read_cursor(st: &AppState, me: &UserRow, chat_type: &str, id: i64, 
     let stored = timeline::set_read_seq(&st.db, me.id, &key, seq).await?;
     if chat_type == "single" {
         let f = json!({"type": "read", "chatType": "single", "id": me.id, "conv_seq": stored});
-        st.delivery.send_proto2(id, std::sync::Arc::from(f.to_string()));
+        st.delivery
+            .send_proto2(id, std::sync::Arc::from(f.to_string()));
     }
     Ok(json!({"read_seq": stored}))
 }

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod friends;
 pub mod groups;
+pub mod media;
 pub mod messaging;
 pub mod notices;
 pub mod passwords;

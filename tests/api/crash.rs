@@ -35,10 +35,18 @@ async fn start_binary(dir: &std::path::Path, database_url: &str) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .expect("start imrs");
-    let server = Server { child, base: format!("127.0.0.1:{port}") };
+    let server = Server {
+        child,
+        base: format!("127.0.0.1:{port}"),
+    };
     let http = reqwest::Client::new();
     for _ in 0..200 {
-        if http.get(format!("http://{}/", server.base)).send().await.is_ok() {
+        if http
+            .get(format!("http://{}/", server.base))
+            .send()
+            .await
+            .is_ok()
+        {
             return server;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -143,7 +151,10 @@ async fn sigkill_mid_stream_loses_no_acknowledged_message() {
         "the senders got answers before the kill ({})",
         acked.len()
     );
-    eprintln!("crash test: {} sends acknowledged before SIGKILL", acked.len());
+    eprintln!(
+        "crash test: {} sends acknowledged before SIGKILL",
+        acked.len()
+    );
 
     let mut s2 = start_binary(&dir, &url).await;
     let mut ws = Ws::open_url(&format!("ws://{}/ws?token={tb}", s2.base)).await;

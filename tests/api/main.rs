@@ -7,4 +7,5 @@ mod accounts;
 mod crash;
 mod friends;
 mod groups;
+mod media;
 mod messaging;
