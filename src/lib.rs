@@ -94,6 +94,10 @@ async fn maintenance(st: AppState) {
         let sql = "SELECT `id`,`user_id` FROM `im_admin_event` WHERE `id` > ? ORDER BY `id`";
         if let Ok(rows) = st.db.all::<(i64, i64)>(sql, args![last]).await {
             for (id, user) in rows {
+                // Another process changed the store: nothing cached may be trusted.
+                if let Some(c) = st.db.cache() {
+                    c.invalidate_all();
+                }
                 st.delivery.user_disabled(user);
                 last = id;
             }

@@ -34,6 +34,7 @@ impl Writer {
     pub fn start(db: Db, dispatch: impl Fn(&[(Append, Appended)]) + Send + 'static) -> Writer {
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
         tokio::spawn(async move {
+            let mut state = timeline::BatchState::default();
             let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
             while let Some(first) = rx.recv().await {
                 batch.push(first);
@@ -44,15 +45,17 @@ impl Writer {
                     }
                 }
                 let jobs = std::mem::take(&mut batch);
-                match commit(&db, &jobs).await {
+                match commit(&db, &mut state, &jobs).await {
                     Ok(done) => finish(jobs, done.into_iter().map(Ok).collect(), &dispatch),
                     // One bad job must not fail the others: retry them one by one.
                     Err(e) => {
                         tracing::warn!(error = %e, n = jobs.len(), "batch commit failed; retrying singly");
+                        // Re-read ids and sequences from the store in case they were the cause.
+                        state = timeline::BatchState::default();
                         let mut results = Vec::with_capacity(jobs.len());
                         for j in &jobs {
                             results.push(
-                                commit(&db, std::slice::from_ref(j))
+                                commit(&db, &mut state, std::slice::from_ref(j))
                                     .await
                                     .map(|mut v| v.remove(0)),
                             );
@@ -123,18 +126,41 @@ fn finish(
     dispatch(&committed);
 }
 
-async fn commit(db: &Db, jobs: &[Job]) -> sqlx::Result<Vec<Done>> {
+async fn commit(
+    db: &Db,
+    state: &mut timeline::BatchState,
+    jobs: &[Job],
+) -> sqlx::Result<Vec<Done>> {
     let mut tx = db.begin().await?;
+    // Embedded: all appends of the batch in a few multi-row statements.
+    let batched = if db.is_mysql() {
+        None
+    } else {
+        let appends: Vec<&Append> = jobs
+            .iter()
+            .filter_map(|j| match j {
+                Job::Append(a, _) => Some(&**a),
+                Job::Confirm(..) => None,
+            })
+            .collect();
+        Some(timeline::append_batch(&mut tx, state, &appends).await?)
+    };
+    let mut appended = batched.as_ref().map(|(v, _)| v.iter());
     let mut out = Vec::with_capacity(jobs.len());
+    let mut inbox: std::collections::BTreeMap<i64, Vec<i64>> = std::collections::BTreeMap::new();
     for job in jobs {
         match job {
-            Job::Append(a, _) => out.push(Done::Appended(timeline::append(&mut tx, a).await?)),
+            Job::Append(a, _) => match appended.as_mut().and_then(|it| it.next()) {
+                Some(ap) => out.push(Done::Appended(ap.clone())),
+                None => out.push(Done::Appended(timeline::append(&mut tx, a).await?)),
+            },
             Job::Confirm(list, _) => {
                 for c in list {
                     match c {
-                        Confirm::Inbox { user, entries } => {
-                            timeline::confirm_inbox(&mut tx, *user, entries).await?
-                        }
+                        Confirm::Inbox { user, entries } => inbox
+                            .entry(*user)
+                            .or_default()
+                            .extend(entries.iter().copied()),
                         Confirm::Cursor { user, group, seq } => {
                             timeline::advance_cursor(&mut tx, *user, *group, *seq).await?
                         }
@@ -144,6 +170,12 @@ async fn commit(db: &Db, jobs: &[Job]) -> sqlx::Result<Vec<Done>> {
             }
         }
     }
+    for (user, entries) in &inbox {
+        timeline::confirm_inbox(&mut tx, *user, entries).await?;
+    }
     tx.commit().await?;
+    if let Some((_, next)) = batched {
+        *state = next;
+    }
     Ok(out)
 }

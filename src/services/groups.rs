@@ -89,14 +89,22 @@ pub async fn send(
         .await?
         .filter(|g| g.status == 1)
         .ok_or_else(refused)?;
-    let active = groups::members(&st.db, g.id, true).await?;
-    if active.is_empty() {
-        return Err(refused());
-    }
-    let mine = active
-        .iter()
-        .find(|m| m.user_id == me.id)
-        .ok_or_else(|| Error::fail("您不在群里，无法发消息"))?;
+    // The sender's own active row proves the group has an active member (MR §5.1 steps 1–2).
+    let mine = groups::member(&st.db, g.id, me.id)
+        .await?
+        .filter(|m| m.status == 1);
+    let Some(mine) = mine else {
+        return match groups::members_first(&st.db, g.id, 1).await?.is_empty() {
+            true => Err(refused()),
+            false => Err(Error::fail("您不在群里，无法发消息")),
+        };
+    };
+    let mine = &mine;
+    // S-msg lists the active members; beyond `group_snapshot_members` only the first ones (the
+    // client reads only user_id/remark/invite_confirm of it; a 10,000-row list per message
+    // would make fan-out cost O(members²) bytes).
+    let cap = st.config.group_snapshot_members as i64;
+    let active = groups::members_first(&st.db, g.id, cap).await?;
     check_rate(st, me.id).await?;
     let create_time = time::now_ms();
     let id = uuid::Uuid::new_v4().to_string();

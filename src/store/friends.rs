@@ -28,9 +28,18 @@ pub const FRIEND_COLS: &str =
 
 /// `owner`'s row for `friend` ("friend is in owner's contacts"), if any.
 pub async fn row(db: &Db, owner: i64, friend: i64) -> sqlx::Result<Option<FriendRow>> {
+    let cache = db.cache();
+    if let Some(hit) = cache.and_then(|c| c.friend(owner, friend)) {
+        return Ok(hit);
+    }
+    let seen = cache.map(|c| c.generation());
     let sql =
         format!("SELECT {FRIEND_COLS} FROM `goodfriend` WHERE `user_id` = ? AND `friend_id` = ?");
-    db.opt(&sql, args![owner, friend]).await
+    let row: Option<FriendRow> = db.opt(&sql, args![owner, friend]).await?;
+    if let (Some(c), Some(seen)) = (cache, seen) {
+        c.put_friend(seen, owner, friend, &row);
+    }
+    Ok(row)
 }
 
 /// A `goodfriendapply` row ("friend request": `user_id` asks `friend_id`).

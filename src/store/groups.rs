@@ -279,3 +279,11 @@ pub async fn mosaic_slots(
 WHERE gu.`group_id` = ? AND gu.`status` = 1 ORDER BY gu.`id` LIMIT 9";
     tx.all(sql, args![group_id]).await
 }
+
+/// The first `limit` active member rows of a group, by id.
+pub async fn members_first(db: &Db, group_id: i64, limit: i64) -> sqlx::Result<Vec<MemberRow>> {
+    let sql = format!(
+        "SELECT {MEMBER_COLS} FROM `group_user` WHERE `group_id` = ? AND `status` = 1 ORDER BY `id` LIMIT ?"
+    );
+    db.all(&sql, args![group_id, limit]).await
+}

@@ -2,6 +2,7 @@
 //! shared); most statements are shared text (`?` placeholders, backtick quoting work on both), the few
 //! dialect differences go through the small helpers here. Legacy table/column names are kept (AF §5).
 
+pub mod cache;
 pub mod friends;
 pub mod groups;
 pub mod timeline;
@@ -9,6 +10,7 @@ pub mod tokens;
 pub mod users;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -28,13 +30,19 @@ pub enum Db {
     Sqlite {
         r: SqlitePool,
         w: SqlitePool,
+        /// Hot rows kept in memory: the embedded node is the only process writing this file.
+        cache: Arc<cache::Cache>,
     },
     MySql(MySqlPool),
 }
 
 /// A write transaction on either backend.
 pub enum Tx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Sqlite(
+        sqlx::Transaction<'static, sqlx::Sqlite>,
+        Arc<cache::Cache>,
+        u8,
+    ),
     MySql(sqlx::Transaction<'static, sqlx::MySql>),
 }
 
@@ -175,7 +183,7 @@ impl Db {
 impl Tx {
     pub async fn all<T: Row>(&mut self, sql: &str, args: Vec<Arg>) -> sqlx::Result<Vec<T>> {
         match self {
-            Tx::Sqlite(t) => {
+            Tx::Sqlite(t, ..) => {
                 bind_each!(sqlx::query_as::<_, T>(sql), &args)
                     .fetch_all(&mut **t)
                     .await
@@ -190,7 +198,7 @@ impl Tx {
 
     pub async fn opt<T: Row>(&mut self, sql: &str, args: Vec<Arg>) -> sqlx::Result<Option<T>> {
         match self {
-            Tx::Sqlite(t) => {
+            Tx::Sqlite(t, ..) => {
                 bind_each!(sqlx::query_as::<_, T>(sql), &args)
                     .fetch_optional(&mut **t)
                     .await
@@ -205,7 +213,8 @@ impl Tx {
 
     pub async fn exec(&mut self, sql: &str, args: Vec<Arg>) -> sqlx::Result<Done> {
         match self {
-            Tx::Sqlite(t) => {
+            Tx::Sqlite(t, _, touched) => {
+                *touched |= cache::touched_by(sql);
                 let r = bind_each!(sqlx::query(sql), &args)
                     .execute(&mut **t)
                     .await?;
@@ -250,7 +259,11 @@ impl Db {
                 .max_connections(8)
                 .connect_with(opts.read_only(false))
                 .await?;
-            Ok(Db::Sqlite { r, w })
+            Ok(Db::Sqlite {
+                r,
+                w,
+                cache: Arc::default(),
+            })
         } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
             let url = url.replacen("mariadb:", "mysql:", 1);
             let opts = MySqlConnectOptions::from_str(&url)?
@@ -278,9 +291,17 @@ impl Db {
 
     pub async fn begin(&self) -> sqlx::Result<Tx> {
         Ok(match self {
-            Db::Sqlite { w, .. } => Tx::Sqlite(w.begin().await?),
+            Db::Sqlite { w, cache, .. } => Tx::Sqlite(w.begin().await?, cache.clone(), 0),
             Db::MySql(p) => Tx::MySql(p.begin().await?),
         })
+    }
+
+    /// The in-memory cache of the embedded backend (`None` on MySQL, where other nodes may write).
+    pub fn cache(&self) -> Option<&cache::Cache> {
+        match self {
+            Db::Sqlite { cache, .. } => Some(cache),
+            Db::MySql(_) => None,
+        }
     }
 
     pub fn is_mysql(&self) -> bool {
@@ -289,7 +310,7 @@ impl Db {
 
     pub async fn close(&self) {
         match self {
-            Db::Sqlite { r, w } => {
+            Db::Sqlite { r, w, .. } => {
                 r.close().await;
                 w.close().await;
             }
@@ -301,7 +322,11 @@ impl Db {
 impl Tx {
     pub async fn commit(self) -> sqlx::Result<()> {
         match self {
-            Tx::Sqlite(t) => t.commit().await,
+            Tx::Sqlite(t, cache, touched) => {
+                t.commit().await?;
+                cache.invalidate(touched);
+                Ok(())
+            }
             Tx::MySql(t) => t.commit().await,
         }
     }
@@ -310,7 +335,7 @@ impl Tx {
     /// already serialises write transactions.
     pub fn for_update(&self) -> &'static str {
         match self {
-            Tx::Sqlite(_) => "",
+            Tx::Sqlite(..) => "",
             Tx::MySql(_) => " FOR UPDATE",
         }
     }
@@ -318,7 +343,7 @@ impl Tx {
     /// `INSERT OR IGNORE` / `INSERT IGNORE`.
     pub fn insert_ignore(&self) -> &'static str {
         match self {
-            Tx::Sqlite(_) => "INSERT OR IGNORE",
+            Tx::Sqlite(..) => "INSERT OR IGNORE",
             Tx::MySql(_) => "INSERT IGNORE",
         }
     }

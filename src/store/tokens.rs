@@ -22,11 +22,21 @@ pub struct TokenRow {
 const COLS: &str = "`jti`,`user_id`,`device_id`,`role`,`iat`,`state`";
 
 pub async fn get(db: &Db, jti: &str) -> sqlx::Result<Option<TokenRow>> {
-    db.opt(
-        &format!("SELECT {COLS} FROM `im_token` WHERE `jti` = ?"),
-        args![jti],
-    )
-    .await
+    let cache = db.cache();
+    if let Some(row) = cache.and_then(|c| c.token(jti)) {
+        return Ok(Some(row));
+    }
+    let seen = cache.map(|c| c.generation());
+    let row: Option<TokenRow> = db
+        .opt(
+            &format!("SELECT {COLS} FROM `im_token` WHERE `jti` = ?"),
+            args![jti],
+        )
+        .await?;
+    if let (Some(c), Some(seen), Some(r)) = (cache, seen, &row) {
+        c.put_token(seen, r);
+    }
+    Ok(row)
 }
 
 /// Lock the user's session row (creating it) so that issuances for one user serialise.

@@ -83,8 +83,17 @@ fn select(filter: &str) -> String {
 }
 
 pub async fn by_id(db: &Db, id: i64) -> sqlx::Result<Option<UserRow>> {
+    let cache = db.cache();
+    if let Some(row) = cache.and_then(|c| c.user(id)) {
+        return Ok(Some(row));
+    }
+    let seen = cache.map(|c| c.generation());
     let sql = select("`id` = ?");
-    db.opt(&sql, args![id]).await
+    let row: Option<UserRow> = db.opt(&sql, args![id]).await?;
+    if let (Some(c), Some(seen), Some(r)) = (cache, seen, &row) {
+        c.put_user(seen, r);
+    }
+    Ok(row)
 }
 
 /// Enabled user by id (`status = 1`).

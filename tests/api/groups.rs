@@ -1710,7 +1710,11 @@ async fn self_joins_are_rate_limited_per_user() {
 async fn a_message_to_a_large_group_is_stored_once_and_reaches_each_online_member_once() {
     const MEMBERS: usize = 2000;
     const ONLINE: usize = 200;
-    let app = spawn_with(|s| s.group_max_members = Some(MEMBERS as u64)).await;
+    let app = spawn_with(|s| {
+        s.group_max_members = Some(MEMBERS as u64);
+        s.group_snapshot_members = Some(MEMBERS as u64);
+    })
+    .await;
     let owner = user(&app, "bigown").await;
     let mut tx = app.state.db.begin().await.expect("tx");
     let gid = imrs::store::groups::insert_group(&mut tx, owner.id, "大群", "")
