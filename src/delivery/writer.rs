@@ -170,9 +170,11 @@ async fn commit(
             }
         }
     }
-    for (user, entries) in &inbox {
-        timeline::confirm_inbox(&mut tx, *user, entries).await?;
-    }
+    let pairs: Vec<(i64, i64)> = inbox
+        .iter()
+        .flat_map(|(u, es)| es.iter().map(move |e| (*u, *e)))
+        .collect();
+    timeline::confirm_inbox_pairs(&mut tx, &pairs).await?;
     tx.commit().await?;
     if let Some((_, next)) = batched {
         *state = next;

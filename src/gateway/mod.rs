@@ -88,7 +88,7 @@ pub async fn ws_handler(
     } else {
         LEGACY_MAX_FRAME
     };
-    ws.read_buffer_size(4 * 1024)
+    ws.read_buffer_size(256)
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(max)
@@ -142,6 +142,14 @@ async fn authenticate(
     }
 }
 
+/// A registered socket ready for its session.
+struct Ready {
+    conn: Conn,
+    rx: mpsc::Receiver<Out>,
+    abort: Arc<Notify>,
+    resume: Option<Option<i64>>,
+}
+
 async fn run(
     st: AppState,
     mut socket: WebSocket,
@@ -150,12 +158,29 @@ async fn run(
     since: Option<i64>,
     guard: Option<Connecting>,
 ) {
+    // The handshake's state lives in its own allocation, freed before the (long) session:
+    // idle memory per socket is a headline figure.
+    let ready = Box::pin(handshake(st, &mut socket, token, proto2, since, guard)).await;
+    if let Some(r) = ready {
+        r.conn.session(socket, r.rx, r.abort, r.resume).await;
+    }
+}
+
+/// Authenticate, send the connect sequence and register the socket (MR §3.2–§3.4).
+async fn handshake(
+    st: AppState,
+    socket: &mut WebSocket,
+    token: String,
+    proto2: bool,
+    since: Option<i64>,
+    guard: Option<Connecting>,
+) -> Option<Ready> {
     let (user, claims, inert) = match authenticate(&st, &token).await {
         Ok(x) => x,
         Err(text) => {
             let _ = socket.send(fail_frame(text)).await;
             let _ = socket.send(close(4004)).await;
-            return;
+            return None;
         }
     };
     let role = claims.role.clone();
@@ -190,11 +215,14 @@ async fn run(
         tx,
         abort: abort.clone(),
     };
-    let sock_id = st.delivery.register(user.id, sock, groups);
+    let uid = user.id;
+    let sock_id = st.delivery.register(uid, sock, groups);
     drop(guard);
-    let mut conn = Conn {
-        st: st.clone(),
-        user: user.clone(),
+    // Only what the session needs from here on: the connect-time values are freed.
+    drop((user, claims, role, token));
+    let conn = Conn {
+        st,
+        user: uid,
         sock_id,
         proto2,
         written: Vec::new(),
@@ -205,20 +233,41 @@ async fn run(
         opened: Instant::now(),
         last_inbound: Instant::now(),
     };
-    if proto2 && !inert {
-        conn.resume(&mut socket, since).await;
+    Some(Ready {
+        conn,
+        rx,
+        abort,
+        resume: (proto2 && !inert).then_some(since),
+    })
+}
+
+impl Conn {
+    /// The life of a registered socket, up to its end and unregistration.
+    async fn session(
+        mut self,
+        mut socket: WebSocket,
+        rx: mpsc::Receiver<Out>,
+        abort: Arc<Notify>,
+        resume: Option<Option<i64>>,
+    ) {
+        if let Some(since) = resume {
+            self.resume(&mut socket, since).await;
+        }
+        let reason = self.serve(&mut socket, rx, abort).await;
+        let mut unconfirmed = std::mem::take(&mut self.written);
+        if matches!(reason, End::ClientClosed) {
+            // A Close frame from the client confirms what was written (MR §6.2 R5 b).
+            self.st
+                .delivery
+                .confirmed(self.user, self.sock_id, std::mem::take(&mut unconfirmed));
+        }
+        if let End::Closed(code) = reason {
+            let _ = socket.send(close(code)).await;
+        }
+        self.st
+            .delivery
+            .unregister(self.user, self.sock_id, &unconfirmed);
     }
-    let reason = conn.serve(&mut socket, rx, abort).await;
-    let mut unconfirmed = std::mem::take(&mut conn.written);
-    if matches!(reason, End::ClientClosed) {
-        // A Close frame from the client confirms what was written (MR §6.2 R5 b).
-        st.delivery
-            .confirmed(user.id, sock_id, std::mem::take(&mut unconfirmed));
-    }
-    if let End::Closed(code) = reason {
-        let _ = socket.send(close(code)).await;
-    }
-    st.delivery.unregister(user.id, sock_id, &unconfirmed);
 }
 
 fn text(frame: &str) -> Message {
@@ -243,7 +292,8 @@ enum End {
 
 struct Conn {
     st: AppState,
-    user: UserRow,
+    /// The user id only: a socket stays small (idle memory is a headline figure).
+    user: i64,
     sock_id: u64,
     proto2: bool,
     /// Entry ids written and not yet confirmed, in write order.
@@ -282,7 +332,7 @@ impl Conn {
                             let f = if self.proto2 { crate::delivery::proto2_frame(&frame, seq, conv_seq) } else { frame };
                             if socket.send(text(&f)).await.is_err() { return End::Dropped; }
                             if self.confirm_on_write && !self.proto2 {
-                                self.st.delivery.confirmed(self.user.id, self.sock_id, vec![seq]);
+                                self.st.delivery.confirmed(self.user, self.sock_id, vec![seq]);
                             } else {
                                 self.written.push(seq);
                                 confirm_pending = true;
@@ -326,7 +376,7 @@ impl Conn {
                         self.confirm_on_write = true;
                         let all = std::mem::take(&mut self.written);
                         self.marks.clear();
-                        self.st.delivery.confirmed(self.user.id, self.sock_id, all);
+                        self.st.delivery.confirmed(self.user, self.sock_id, all);
                     }
                     let ping = json!({"type": "ping"}).to_string();
                     if socket.send(Message::Text(ping.into())).await.is_err() { return End::Dropped; }
@@ -367,7 +417,7 @@ impl Conn {
         for m in &mut self.marks {
             m.1 = m.1.saturating_sub(upto);
         }
-        self.st.delivery.confirmed(self.user.id, self.sock_id, done);
+        self.st.delivery.confirmed(self.user, self.sock_id, done);
     }
 
     /// Inbound text (MR §3.6, §3.7; EXTENSION frames for proto-2, §7).
@@ -405,7 +455,7 @@ impl Conn {
                         self.written.iter().partition(|s| **s <= seq);
                     self.written = keep;
                     self.marks.clear();
-                    self.st.delivery.confirmed(self.user.id, self.sock_id, done);
+                    self.st.delivery.confirmed(self.user, self.sock_id, done);
                 }
             }
             Some("send") if self.proto2 => {
@@ -438,7 +488,7 @@ impl Conn {
                 return Err(crate::error::Error::Invalid("cid不能为空".into()));
             }
             let req = crate::http::messaging::send_request(&params, Some(cid.clone()))?;
-            let me = users::by_id(&self.st.db, self.user.id)
+            let me = users::by_id(&self.st.db, self.user)
                 .await?
                 .ok_or_else(|| crate::error::Error::fail("当前用户不存在或者已被禁用"))?;
             messaging::send(&self.st, &me, req).await
@@ -463,7 +513,7 @@ impl Conn {
             for (r, _) in self
                 .st
                 .delivery
-                .pending(self.user.id)
+                .pending(self.user)
                 .await
                 .unwrap_or_default()
             {
@@ -476,7 +526,7 @@ impl Conn {
                     return;
                 }
             }
-            let latest = timeline::latest_seq(&self.st.db, self.user.id)
+            let latest = timeline::latest_seq(&self.st.db, self.user)
                 .await
                 .unwrap_or(0);
             let _ = socket
@@ -486,7 +536,7 @@ impl Conn {
         };
         let mut cursor = since;
         loop {
-            let rows = timeline::entries_since(&self.st.db, self.user.id, cursor, 500)
+            let rows = timeline::entries_since(&self.st.db, self.user, cursor, 500)
                 .await
                 .unwrap_or_default();
             if rows.is_empty() {

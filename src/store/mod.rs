@@ -255,8 +255,9 @@ impl Db {
                 .connect_with(opts.clone())
                 .await
                 .with_context(|| format!("opening {url}"))?;
+            // Few readers: each SQLite connection is a thread, and hot rows are cached anyway.
             let r = SqlitePoolOptions::new()
-                .max_connections(8)
+                .max_connections(4)
                 .connect_with(opts.read_only(false))
                 .await?;
             Ok(Db::Sqlite {

@@ -216,6 +216,22 @@ pub async fn confirm_inbox(tx: &mut Tx, user: i64, entry_ids: &[i64]) -> sqlx::R
     Ok(())
 }
 
+/// Mark many (user, entry) delivery rows delivered in a few statements.
+pub async fn confirm_inbox_pairs(tx: &mut Tx, pairs: &[(i64, i64)]) -> sqlx::Result<()> {
+    for chunk in pairs.chunks(400) {
+        let list = match tx {
+            Tx::Sqlite(..) => format!("VALUES {}", vec!["(?,?)"; chunk.len()].join(",")),
+            Tx::MySql(_) => vec!["(?,?)"; chunk.len()].join(","),
+        };
+        let sql = format!(
+            "UPDATE `im_inbox` SET `delivered` = 1 WHERE `delivered` = 0 AND (`user_id`,`entry_id`) IN ({list})"
+        );
+        let a = chunk.iter().flat_map(|(u, e)| args![*u, *e]).collect();
+        tx.exec(&sql, a).await?;
+    }
+    Ok(())
+}
+
 /// Advance a member's group cursor (never backwards).
 pub async fn advance_cursor(tx: &mut Tx, user: i64, group_id: i64, seq: i64) -> sqlx::Result<()> {
     let sql = "UPDATE `im_group_cursor` SET `delivered_seq` = ? WHERE `group_id` = ? AND `user_id` = ? AND `delivered_seq` < ?";
