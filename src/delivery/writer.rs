@@ -148,6 +148,9 @@ async fn commit(
     let mut appended = batched.as_ref().map(|(v, _)| v.iter());
     let mut out = Vec::with_capacity(jobs.len());
     let mut inbox: std::collections::BTreeMap<i64, Vec<i64>> = std::collections::BTreeMap::new();
+    // A group message confirmed by many members moves all their cursors to the same seq.
+    let mut cursors: std::collections::BTreeMap<(i64, i64), Vec<i64>> =
+        std::collections::BTreeMap::new();
     for job in jobs {
         match job {
             Job::Append(a, _) => match appended.as_mut().and_then(|it| it.next()) {
@@ -162,7 +165,7 @@ async fn commit(
                             .or_default()
                             .extend(entries.iter().copied()),
                         Confirm::Cursor { user, group, seq } => {
-                            timeline::advance_cursor(&mut tx, *user, *group, *seq).await?
+                            cursors.entry((*group, *seq)).or_default().push(*user)
                         }
                     }
                 }
@@ -175,6 +178,9 @@ async fn commit(
         .flat_map(|(u, es)| es.iter().map(move |e| (*u, *e)))
         .collect();
     timeline::confirm_inbox_pairs(&mut tx, &pairs).await?;
+    for ((group, seq), users) in &cursors {
+        timeline::advance_cursors(&mut tx, *group, *seq, users).await?;
+    }
     tx.commit().await?;
     if let Some((_, next)) = batched {
         *state = next;

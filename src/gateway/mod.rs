@@ -26,6 +26,8 @@ use crate::store::{groups, timeline};
 
 const LEGACY_MAX_FRAME: usize = 64 * 1024;
 const PROTO2_MAX_FRAME: usize = 1024 * 1024;
+/// Delay of the Ping that confirms a write burst.
+const CONFIRM_PING_DELAY: Duration = Duration::from_millis(200);
 
 /// Decrements the "upgrading" count of a token however the upgrade ends.
 struct Connecting {
@@ -321,9 +323,16 @@ impl Conn {
         let mut heartbeat =
             tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         let mut shutdown = self.st.delivery.shutdown_signal();
-        let mut confirm_pending = false;
+        // The confirming Ping goes out a moment after a write burst (MR §6.2 R5 allows 1 s), so that
+        // a fan-out first reaches every member and only then asks each for its Pong.
+        let mut ping_due: Option<tokio::time::Instant> = None;
         loop {
+            let due = ping_due;
             tokio::select! {
+                _ = async { if let Some(d) = due { tokio::time::sleep_until(d).await } }, if due.is_some() => {
+                    ping_due = None;
+                    if self.send_ping(socket).await.is_err() { return End::Dropped; }
+                }
                 out = rx.recv() => {
                     let Some(out) = out else { return End::Dropped };
                     match out {
@@ -335,7 +344,9 @@ impl Conn {
                                 self.st.delivery.confirmed(self.user, self.sock_id, vec![seq]);
                             } else {
                                 self.written.push(seq);
-                                confirm_pending = true;
+                                if ping_due.is_none() && !self.proto2 {
+                                    ping_due = Some(tokio::time::Instant::now() + CONFIRM_PING_DELAY);
+                                }
                             }
                         }
                         Out::Fail(t, code) => {
@@ -343,11 +354,6 @@ impl Conn {
                             return End::Closed(code);
                         }
                         Out::Drop => return End::Dropped,
-                    }
-                    // End of a write burst: ask for a Pong that confirms it (MR §6.2 R5 a).
-                    if confirm_pending && rx.is_empty() && !self.proto2 {
-                        confirm_pending = false;
-                        if self.send_ping(socket).await.is_err() { return End::Dropped; }
                     }
                 }
                 msg = socket.recv() => {

@@ -201,21 +201,6 @@ AND NOT (e.`kind` = 1 AND e.`from_id` = ?) ORDER BY e.`conv_seq`"
     db.all(&sql, args![&c.conv_key, from, to, user]).await
 }
 
-/// Mark individually addressed entries delivered (confirmed, MR §6.2 R5).
-pub async fn confirm_inbox(tx: &mut Tx, user: i64, entry_ids: &[i64]) -> sqlx::Result<()> {
-    if entry_ids.is_empty() {
-        return Ok(());
-    }
-    let marks = vec!["?"; entry_ids.len()].join(",");
-    let sql = format!(
-        "UPDATE `im_inbox` SET `delivered` = 1 WHERE `user_id` = ? AND `entry_id` IN ({marks})"
-    );
-    let mut a = args![user];
-    a.extend(entry_ids.iter().map(|id| super::Arg::Int(*id)));
-    tx.exec(&sql, a).await?;
-    Ok(())
-}
-
 /// Mark many (user, entry) delivery rows delivered in a few statements.
 pub async fn confirm_inbox_pairs(tx: &mut Tx, pairs: &[(i64, i64)]) -> sqlx::Result<()> {
     for chunk in pairs.chunks(400) {
@@ -232,10 +217,22 @@ pub async fn confirm_inbox_pairs(tx: &mut Tx, pairs: &[(i64, i64)]) -> sqlx::Res
     Ok(())
 }
 
-/// Advance a member's group cursor (never backwards).
-pub async fn advance_cursor(tx: &mut Tx, user: i64, group_id: i64, seq: i64) -> sqlx::Result<()> {
-    let sql = "UPDATE `im_group_cursor` SET `delivered_seq` = ? WHERE `group_id` = ? AND `user_id` = ? AND `delivered_seq` < ?";
-    tx.exec(sql, args![seq, group_id, user, seq]).await?;
+/// Advance many members' cursors of one group to `seq` (never backwards), a few statements in all.
+pub async fn advance_cursors(
+    tx: &mut Tx,
+    group_id: i64,
+    seq: i64,
+    users: &[i64],
+) -> sqlx::Result<()> {
+    for chunk in users.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!(
+            "UPDATE `im_group_cursor` SET `delivered_seq` = ? WHERE `group_id` = ? AND `delivered_seq` < ? AND `user_id` IN ({marks})"
+        );
+        let mut a = args![seq, group_id, seq];
+        a.extend(chunk.iter().map(|u| super::Arg::Int(*u)));
+        tx.exec(&sql, a).await?;
+    }
     Ok(())
 }
 
