@@ -1,8 +1,8 @@
 //! Delivery (ARCHITECTURE "delivery", MR §3.3, §6.2): this node's sockets per user, the chosen
 //! socket rule (R4), confirmation by Pong/ack and rewind on unconfirmed ends (R5), commit-order
 //! writes with backlog flushes (R6), and the token events (retire, kick, ban) applied to sockets.
-//! `Presence` (user → node) and `Bus` (node → node) are the seams a cluster replaces; embedded,
-//! every user lives on this node.
+//! The hub is this node's `Sessions`; `Presence` (user → node) and `Bus` (node → node) are the
+//! seams a cluster replaces; embedded, every user lives on this node.
 
 pub mod writer;
 
@@ -96,6 +96,8 @@ struct Hub {
     stopping: AtomicBool,
     /// Set once at start: confirmations are committed by the writer, batched with appends.
     writer: std::sync::OnceLock<Writer>,
+    presence: Presence,
+    bus: Bus,
 }
 
 /// The delivery layer handle (cheap to clone).
@@ -120,6 +122,8 @@ impl Delivery {
             shutdown: watch::channel(false).0,
             stopping: AtomicBool::new(false),
             writer: std::sync::OnceLock::new(),
+            presence: Presence::Local,
+            bus: Bus::Local,
         });
         let h = hub.clone();
         let writer = Writer::start(db, move |committed| h.dispatch(committed));
@@ -533,27 +537,41 @@ impl Hub {
         let ts = crate::time::now_ms();
         for (a, ap) in committed {
             let frame: Arc<str> = Arc::from(frame_of(&a.body, ts));
+            let entry = Committed {
+                frame,
+                seq: ap.entry_id,
+                conv_seq: ap.conv_seq,
+                kind: a.kind,
+                from: a.from_id,
+            };
             match &a.recipients {
                 Recipients::Users(users) => {
                     for u in users {
-                        self.offer(*u, &frame, ap.entry_id, ap.conv_seq, None);
-                    }
-                }
-                Recipients::Group(g) => {
-                    let members: Vec<i64> = self
-                        .group_online
-                        .lock()
-                        .get(g)
-                        .map(|s| s.iter().copied().collect())
-                        .unwrap_or_default();
-                    for u in members {
-                        if a.kind == timeline::KIND_CHAT && u == a.from_id {
-                            continue;
+                        // Offline users: the entry simply stays pending in the store.
+                        if let Some(node) = self.presence.node_of(self, *u) {
+                            self.bus.to_user(self, node, *u, &entry);
                         }
-                        self.offer(u, &frame, ap.entry_id, ap.conv_seq, Some((*g, ap.conv_seq)));
                     }
                 }
+                Recipients::Group(g) => self.bus.to_group(self, *g, &entry),
             }
+        }
+    }
+
+    /// Give a committed group entry to the group's online active members on this node (no echo of
+    /// a member's own chat message, MR §6.2 R7).
+    fn fan_out(self: &Arc<Self>, group: i64, e: &Committed) {
+        let members: Vec<i64> = self
+            .group_online
+            .lock()
+            .get(&group)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        for u in members {
+            if e.kind == timeline::KIND_CHAT && u == e.from {
+                continue;
+            }
+            self.offer(u, &e.frame, e.seq, e.conv_seq, Some((group, e.conv_seq)));
         }
     }
 
@@ -814,6 +832,65 @@ impl Hub {
             writer.confirm(list).await?;
         }
         Ok(())
+    }
+}
+
+/// A committed entry on its way to sockets.
+struct Committed {
+    frame: Arc<str>,
+    seq: i64,
+    conv_seq: i64,
+    kind: i64,
+    from: i64,
+}
+
+/// A server instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeId(pub u32);
+
+/// This process.
+pub const THIS_NODE: NodeId = NodeId(0);
+
+/// The presence seam: which node holds a user's sockets (ARCHITECTURE backends table). Embedded:
+/// users with a socket in this process's hub are on this node. A cluster adds a Redis
+/// implementation (`SET online_<id> <node> EX …`, refreshed by heartbeats).
+pub enum Presence {
+    Local,
+}
+
+impl Presence {
+    fn node_of(&self, hub: &Hub, user: i64) -> Option<NodeId> {
+        match self {
+            Presence::Local => hub
+                .shard(user)
+                .lock()
+                .contains_key(&user)
+                .then_some(THIS_NODE),
+        }
+    }
+}
+
+/// The bus seam: node-to-node delivery of committed entries. Embedded: every node is this one.
+/// A cluster adds Redis pub/sub (one channel per node; group entries to every node, each fanning
+/// out to its own online members).
+pub enum Bus {
+    Local,
+}
+
+impl Bus {
+    fn to_user(&self, hub: &Arc<Hub>, node: NodeId, user: i64, e: &Committed) {
+        match self {
+            Bus::Local => {
+                debug_assert_eq!(node, THIS_NODE);
+                hub.offer(user, &e.frame, e.seq, e.conv_seq, None);
+            }
+        }
+    }
+
+    fn to_group(&self, hub: &Arc<Hub>, group: i64, e: &Committed) {
+        match self {
+            Bus::Local => hub.fan_out(group, e),
+        }
     }
 }
 
