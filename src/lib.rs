@@ -91,14 +91,16 @@ async fn maintenance(st: AppState) {
     let mut n: u64 = 0;
     loop {
         tick.tick().await;
-        let sql = "SELECT `id`,`user_id` FROM `im_admin_event` WHERE `id` > ? ORDER BY `id`";
-        if let Ok(rows) = st.db.all::<(i64, i64)>(sql, args![last]).await {
-            for (id, user) in rows {
+        let sql = "SELECT `id`,`user_id`,`kind` FROM `im_admin_event` WHERE `id` > ? ORDER BY `id`";
+        if let Ok(rows) = st.db.all::<(i64, i64, String)>(sql, args![last]).await {
+            for (id, user, kind) in rows {
                 // Another process changed the store: nothing cached may be trusted.
                 if let Some(c) = st.db.cache() {
                     c.invalidate_all();
                 }
-                st.delivery.user_disabled(user);
+                if kind == "disable" {
+                    st.delivery.user_disabled(user);
+                }
                 last = id;
             }
         }

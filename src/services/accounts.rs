@@ -376,9 +376,12 @@ pub async fn set_enabled(st: &AppState, user_id: i64, enabled: bool) -> Result<b
     if !enabled {
         token_store::lock_session(&mut tx, user_id).await?;
         token_store::revoke_all(&mut tx, user_id).await?;
-        let sql = "INSERT INTO `im_admin_event` (`user_id`,`kind`,`create_time`) VALUES (?, 'disable', ?)";
-        tx.exec(sql, crate::args![user_id, time::now_db()]).await?;
     }
+    // Running servers (other processes) apply it to their sockets and caches.
+    let sql = "INSERT INTO `im_admin_event` (`user_id`,`kind`,`create_time`) VALUES (?, ?, ?)";
+    let kind = if enabled { "enable" } else { "disable" };
+    tx.exec(sql, crate::args![user_id, kind, time::now_db()])
+        .await?;
     tx.commit().await?;
     if !enabled {
         st.delivery.user_disabled(user_id);

@@ -1,6 +1,7 @@
-//! Crash safety (MR §6.2 R1, R2): the server binary is killed with SIGKILL while messages are being
-//! sent to an offline user, restarted on the same database, and every message whose send was
-//! answered `ok` is delivered exactly once, in order.
+//! Tests that run the server binary as a child process. Crash safety (MR §6.2 R1, R2): the server
+//! is killed with SIGKILL while messages are sent to an offline user, restarted on the same
+//! database, and every message answered `ok` is delivered exactly once, in order. Operator commands
+//! (`imrs admin ban`) reach the sockets of a running server.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -196,4 +197,73 @@ async fn sigkill_mid_stream_loses_no_acknowledged_message() {
     }
     s2.child.kill().expect("stop");
     let _ = s2.child.wait();
+}
+
+#[tokio::test]
+async fn admin_ban_from_the_cli_closes_the_live_sockets_of_a_running_server() {
+    let dir = std::env::temp_dir().join(format!("imrs-cli-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let url = fresh_database(&dir).await;
+    let http = reqwest::Client::new();
+    let server = start_binary(&dir, &url).await;
+    let reg = post(
+        &http,
+        &server.base,
+        "/api/regChat",
+        None,
+        json!({"username": "clibanned", "password": "123456"}),
+    )
+    .await
+    .expect("register");
+    let (id, token) = (
+        reg["id"].as_i64().expect("id"),
+        reg["token"].as_str().expect("token").to_string(),
+    );
+    let mut ws = Ws::open_url(&format!("ws://{}/ws?token={token}", server.base)).await;
+    while ws.next_json(QUIET).await.is_some() {}
+    let out = Command::new(env!("CARGO_BIN_EXE_imrs"))
+        .args(["admin", "ban", &id.to_string()])
+        .env("IMRS_DATA_DIR", &dir)
+        .env("IMRS_DATABASE_URL", &url)
+        .env("IMRS_JWT_SECRET", "crash-test-secret")
+        .env("IMRS_LOG", "warn")
+        .output()
+        .expect("run imrs admin ban");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        ws.next_json(WAIT).await,
+        Some(json!({"msg": "fail", "data": "你已被管理员禁用"}))
+    );
+    assert_eq!(ws.ended(WAIT).await, Ended::Close(4003));
+    let r = post(
+        &http,
+        &server.base,
+        "/api/chat/userset",
+        Some(&token),
+        json!({"userset": "{}"}),
+    )
+    .await;
+    assert!(r.is_none(), "the banned user's token is refused");
+    let out = Command::new(env!("CARGO_BIN_EXE_imrs"))
+        .args(["admin", "unban", &id.to_string()])
+        .env("IMRS_DATA_DIR", &dir)
+        .env("IMRS_DATABASE_URL", &url)
+        .env("IMRS_JWT_SECRET", "crash-test-secret")
+        .env("IMRS_LOG", "warn")
+        .output()
+        .expect("run imrs admin unban");
+    assert!(out.status.success());
+    let again = post(
+        &http,
+        &server.base,
+        "/api/loginChat",
+        None,
+        json!({"username": "clibanned", "password": "123456"}),
+    )
+    .await;
+    assert!(again.is_some(), "login works again after unban");
 }
