@@ -83,6 +83,44 @@ pub fn visitor_allowed(method: &Method, pattern: &str) -> bool {
         .any(|(m, p)| *m == method.as_str() && *p == pattern)
 }
 
+/// A multipart request without a token in the header or query: its handler authenticates with
+/// the body's `token` text field (AF §3.2, uploads) through [`UploadAuth`].
+#[derive(Clone)]
+pub struct DeferredAuth {
+    pub method: Method,
+    pub pattern: String,
+}
+
+/// The caller of an upload route: already authenticated, or to be authenticated by the `token`
+/// field of the multipart body.
+pub enum UploadAuth {
+    Ready,
+    Deferred(DeferredAuth),
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for UploadAuth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        if parts.extensions.get::<Auth>().is_some() {
+            return Ok(UploadAuth::Ready);
+        }
+        parts
+            .extensions
+            .get::<DeferredAuth>()
+            .cloned()
+            .map(UploadAuth::Deferred)
+            .ok_or_else(|| Error::fail("您没有权限访问即时通讯接口"))
+    }
+}
+
+impl DeferredAuth {
+    /// Run the auth steps with the token found in the body.
+    pub async fn check(&self, st: &AppState, token: Option<String>) -> Result<Auth, Error> {
+        authenticate(st, token, &self.method, &self.pattern).await
+    }
+}
+
 /// Middleware for every `/api/chat/*` route.
 pub async fn require_token(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let pattern = req
@@ -92,6 +130,16 @@ pub async fn require_token(State(st): State<AppState>, mut req: Request, next: N
         .unwrap_or_default();
     let token = token_from(&req);
     let method = req.method().clone();
+    let multipart = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/"));
+    if token.is_none() && multipart {
+        req.extensions_mut()
+            .insert(DeferredAuth { method, pattern });
+        return next.run(req).await;
+    }
     match authenticate(&st, token, &method, &pattern).await {
         Ok(auth) => {
             req.extensions_mut().insert(auth);

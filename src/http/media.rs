@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::Stream;
 use serde_json::{json, Value};
 
-use super::auth::Auth;
+use super::auth::{Auth, UploadAuth};
 use super::params::{parse_query, In, Params};
 use super::{ok, ApiResult, ClientIp};
 use crate::blob::{BlobMeta, Key};
@@ -30,7 +30,7 @@ pub fn body_limit(st: &AppState) -> usize {
 /// API 三十 (1): `POST /api/chat/uploadStreamSingleToServerDiy/:diydir`.
 pub async fn upload_diy(
     State(st): State<AppState>,
-    _auth: Auth,
+    auth: UploadAuth,
     path: RawPathParams,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult {
@@ -45,9 +45,10 @@ pub async fn upload_diy(
     let Ok(mut mp) = multipart else {
         return Err(Error::fail(UploadError::NoFile.reason()));
     };
-    let saved = receive(&st, &mut mp, Dest::Diy(&dir)).await;
+    let saved = receive(&st, &mut mp, Dest::Diy(&dir), auth).await;
     drain(&mut mp).await;
     match saved {
+        Err(UploadError::Unauthorized(t)) => Err(Error::fail(t)),
         Ok((saved, _)) => Ok(ok(json!({"url": format!("/public/uploads/{}", saved.key)}))),
         Err(e @ UploadError::TooLarge) => {
             Err(Error::Status(StatusCode::PAYLOAD_TOO_LARGE, e.reason()))
@@ -63,7 +64,7 @@ pub async fn upload_diy(
 /// API 三十 (2): `POST /api/chat/uploadAliyun` (every failure 400 `上传失败: <reason>`).
 pub async fn upload_aliyun(
     State(st): State<AppState>,
-    _auth: Auth,
+    auth: UploadAuth,
     uri: Uri,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
@@ -72,9 +73,12 @@ pub async fn upload_aliyun(
     let Ok(mut mp) = multipart else {
         return Err(failed(UploadError::NoFile));
     };
-    let saved = receive(&st, &mut mp, Dest::Images).await;
+    let saved = receive(&st, &mut mp, Dest::Images, auth).await;
     drain(&mut mp).await;
-    let (saved, field_class) = saved.map_err(failed)?;
+    let (saved, field_class) = saved.map_err(|e| match e {
+        UploadError::Unauthorized(t) => Error::fail(t),
+        e => failed(e),
+    })?;
     let image_class_id = parse_query(uri.query().unwrap_or(""))
         .get("imageClassId")
         .map(|v| int_or_zero(v))
@@ -114,14 +118,37 @@ async fn receive(
     st: &AppState,
     mp: &mut Multipart,
     dest: Dest<'_>,
+    mut auth: UploadAuth,
 ) -> Result<(media::Saved, Option<i64>), UploadError> {
     let images = matches!(dest, Dest::Images);
     let mut class = None;
     loop {
         let Some(mut field) = mp.next_field().await.map_err(part_error)? else {
+            if let UploadAuth::Deferred(_) = auth {
+                return Err(UploadError::Unauthorized(
+                    "您没有权限访问即时通讯接口".into(),
+                ));
+            }
             return Err(UploadError::NoFile);
         };
         let name = field.name().unwrap_or("").to_string();
+        if let (UploadAuth::Deferred(d), None, "token") = (&auth, field.file_name(), name.as_str())
+        {
+            let token = token_text(&mut field).await;
+            d.check(st, token)
+                .await
+                .map_err(|e| UploadError::Unauthorized(e.status_and_text().1.into_owned()))?;
+            auth = UploadAuth::Ready;
+            continue;
+        }
+        if field.file_name().is_some() {
+            if let UploadAuth::Deferred(_) = auth {
+                // The file comes before any token field: nothing is stored for an unknown caller.
+                return Err(UploadError::Unauthorized(
+                    "您没有权限访问即时通讯接口".into(),
+                ));
+            }
+        }
         let Some(file_name) = field.file_name().map(str::to_string) else {
             if images && (name == "imageClassId" || name == "image_class_id") {
                 class = Some(small_text(&mut field).await.map_or(0, |v| int_or_zero(&v)));
@@ -152,6 +179,21 @@ fn part_error(e: MultipartError) -> UploadError {
     } else {
         UploadError::NoFile
     }
+}
+
+/// The `token` text part (`None` when empty or past 2 KiB).
+async fn token_text(field: &mut Field<'_>) -> Option<String> {
+    let mut buf = Vec::new();
+    while let Ok(Some(chunk)) = field.chunk().await {
+        buf.extend_from_slice(&chunk);
+        if buf.len() > 2048 {
+            return None;
+        }
+    }
+    String::from_utf8(buf)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// A short text part (`None` past 64 bytes).

@@ -836,3 +836,47 @@ async fn public_bucket_urls_point_at_the_bucket() {
     .await;
     assert_eq!(r.ok()["width"], 100);
 }
+
+/// POST a multipart form without the `token` header.
+async fn post_form_only(app: &TestApp, path: &str, form: Form) -> Resp {
+    let r = app
+        .http
+        .post(app.url(path))
+        .multipart(form)
+        .send()
+        .await
+        .expect("request");
+    resp(r).await
+}
+
+#[tokio::test]
+async fn the_token_may_come_as_a_multipart_text_field_before_the_file() {
+    let app = spawn_local().await;
+    let (_, token, _) = app.register("mptoken1").await;
+    let diy = "/api/chat/uploadStreamSingleToServerDiy/chatImgs";
+    let form = Form::new()
+        .text("token", token.clone())
+        .part("file", Part::bytes(png(4, 4)).file_name("a.png"));
+    let r = post_form_only(&app, diy, form).await;
+    assert!(r.ok()["url"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("/public/uploads/Diy/chatImgs/")));
+    let form = Form::new()
+        .text("token", token.clone())
+        .part("img", Part::bytes(png(4, 4)).file_name("a.png"));
+    let r = post_form_only(&app, "/api/chat/uploadAliyun", form).await;
+    assert!(r.ok()[0]["url"].as_str().is_some());
+    // A bad token field gets the auth text; a token after the file stores nothing.
+    let form = Form::new()
+        .text("token", "garbage")
+        .part("file", Part::bytes(png(4, 4)).file_name("a.png"));
+    post_form_only(&app, diy, form)
+        .await
+        .fails(400, "Token 令牌不合法！");
+    let form = Form::new()
+        .part("file", Part::bytes(png(4, 4)).file_name("a.png"))
+        .text("token", token.clone());
+    post_form_only(&app, diy, form)
+        .await
+        .fails(400, "您没有权限访问即时通讯接口");
+}

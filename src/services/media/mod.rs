@@ -138,6 +138,8 @@ pub enum UploadError {
     BadName(String),
     TooLarge,
     Storage,
+    /// The token of a multipart body's `token` field failed authentication (its AF §3.4 text).
+    Unauthorized(String),
 }
 
 impl UploadError {
@@ -149,6 +151,7 @@ impl UploadError {
             UploadError::BadName(n) => format!("Invalid filename: {n}"),
             UploadError::TooLarge => "Request file too large, please check multipart config".into(),
             UploadError::Storage => "storage error".into(),
+            UploadError::Unauthorized(t) => t.clone(),
         }
     }
 }
