@@ -298,11 +298,19 @@ impl Delivery {
                     tokio::time::sleep(Duration::from_millis(20)).await
                 }
                 _ => {
-                    let mut shard = self.hub.shard(user).lock();
-                    if let Some(slot) = shard.get_mut(&user) {
-                        slot.owed =
-                            Some((jti.to_string(), Instant::now() + Duration::from_secs(60)));
+                    {
+                        let mut shard = self.hub.shard(user).lock();
+                        if let Some(slot) = shard.get_mut(&user) {
+                            slot.owed =
+                                Some((jti.to_string(), Instant::now() + Duration::from_secs(60)));
+                        }
                     }
+                    // An owed replay nobody collects must not keep the user's slot forever.
+                    let hub = self.hub.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(61)).await;
+                        hub.prune(user);
+                    });
                     return;
                 }
             }
@@ -528,6 +536,29 @@ impl Delivery {
 }
 
 impl Hub {
+    /// Drop a user's slot when nothing is left in it (no socket, upgrade, entry in flight or live
+    /// owed replay).
+    fn prune(&self, user: i64) {
+        let mut shard = self.shard(user).lock();
+        let idle = shard.get_mut(&user).is_some_and(|slot| {
+            if slot
+                .owed
+                .as_ref()
+                .is_some_and(|(_, until)| *until <= Instant::now())
+            {
+                slot.owed = None;
+            }
+            slot.sockets.is_empty()
+                && slot.connecting.is_empty()
+                && slot.inflight.is_empty()
+                && slot.owed.is_none()
+                && !slot.flushing
+        });
+        if idle {
+            shard.remove(&user);
+        }
+    }
+
     fn shard(&self, user: i64) -> &Mutex<HashMap<i64, Slot>> {
         &self.shards[(user as u64 as usize) % SHARDS]
     }
@@ -831,6 +862,7 @@ impl Hub {
                 .collect();
             writer.confirm(list).await?;
         }
+        self.prune(user);
         Ok(())
     }
 }
