@@ -10,16 +10,6 @@ use crate::state::AppState;
 
 const STATUSES: &[&str] = &["pending", "refuse", "agree", "ignore"];
 
-/// `page` (path) and `limit` (query, default on absent/invalid/< 1) of AF §6.3.
-fn paging(p: &Params, default_limit: i64) -> Result<(i64, i64), crate::error::Error> {
-    let page = p.int(In::Path, "page", "页码").min(1).get()?;
-    let limit = p
-        .int(In::Query, "limit", "每页多少条")
-        .min(1)
-        .or(default_limit);
-    Ok((page, limit))
-}
-
 /// API 五.
 pub async fn apply(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResult {
     let friend_id = p
@@ -36,10 +26,8 @@ pub async fn apply(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResu
 
 /// API 六.
 pub async fn list_applications(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResult {
-    let (page, limit) = paging(&p, 10)?;
-    Ok(ok(
-        friends::list_applications(&st, &auth.user, page, limit).await?
-    ))
+    let page = p.page(10)?;
+    Ok(ok(friends::list_applications(&st, &auth.user, page).await?))
 }
 
 /// API 七.
@@ -67,10 +55,8 @@ pub async fn auto_add(State(st): State<AppState>, auth: Auth, p: Params) -> ApiR
 
 /// API 八.
 pub async fn contact_list(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResult {
-    let (page, limit) = paging(&p, 2000)?;
-    Ok(ok(
-        friends::contact_list(&st, &auth.user, page, limit).await?
-    ))
+    let page = p.page(2000)?;
+    Ok(ok(friends::contact_list(&st, &auth.user, page).await?))
 }
 
 /// API 九.

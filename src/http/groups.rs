@@ -48,9 +48,8 @@ pub async fn create(State(st): State<AppState>, auth: Auth, p: Params) -> ApiRes
 
 /// API 二十三.
 pub async fn list(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResult {
-    let page = p.int(In::Path, "page", "页码").min(1).get()?;
-    let limit = p.int(In::Query, "limit", "每页多少条").min(1).or(30);
-    Ok(ok(svc::list(&st, &auth.user, page, limit).await?))
+    let page = p.page(30)?;
+    Ok(ok(svc::list(&st, &auth.user, page).await?))
 }
 
 /// API 二十四.

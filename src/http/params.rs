@@ -9,6 +9,7 @@ use axum::http::request::Parts;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::services::Page;
 
 const INT_MAX_DEFAULT: i128 = 10_000_000_000_000_000;
 const STR_MAX_DEFAULT: usize = 10_000_000;
@@ -96,6 +97,20 @@ impl Params {
             In::Path => self.path.get(name).map(|s| Value::String(s.clone())),
             In::Query => self.query.get(name).map(|s| Value::String(s.clone())),
         }
+    }
+
+    /// `page` (path, ≥ 1) and `limit` (query; absent, not an integer or < 1 → `default_limit`),
+    /// AF §6.3. Absurd pages saturate and simply come back empty.
+    pub fn page(&self, default_limit: i64) -> Result<Page> {
+        let page = self.int(In::Path, "page", "页码").min(1).get()?;
+        let limit = self
+            .int(In::Query, "limit", "每页多少条")
+            .min(1)
+            .or(default_limit);
+        Ok(Page {
+            limit,
+            offset: (page - 1).saturating_mul(limit),
+        })
     }
 
     pub fn int(&self, place: In, name: &str, desc: &'static str) -> IntRule {

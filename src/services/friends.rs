@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::services::accounts::{userinfo_view, wire_role};
 use crate::services::notices::{self, notice, text_data, GROUP_ICON};
 use crate::services::pinyin::initial_of;
+use crate::services::Page;
 use crate::state::AppState;
 use crate::store::friends::{self, ApplyRow, ContactRow, FriendRow};
 use crate::store::users::{self, UserRow};
@@ -18,11 +19,6 @@ const ALREADY_APPLIED: &str = "您已经申请过了，请勿重复申请";
 const HANDLED: &str = "申请不存在或已处理";
 const NOT_FOUND_OR_BLACK: &str = "好友不存在或者被拉黑，无法操作";
 const FRIENDS_TEXT: &str = "我们已经是好友了，可以开始聊天了";
-
-/// `offset` of a page (§6.3); absurd pages saturate and simply come back empty.
-fn offset(page: i64, limit: i64) -> i64 {
-    (page - 1).saturating_mul(limit)
-}
 
 /// Rules 1–2 of API 五 / 四十: the target, an enabled user of any role other than me.
 async fn target(st: &AppState, me: &UserRow, friend_id: i64) -> Result<UserRow> {
@@ -178,13 +174,8 @@ async fn insert_pair(
 }
 
 /// API 六.
-pub async fn list_applications(
-    st: &AppState,
-    me: &UserRow,
-    page: i64,
-    limit: i64,
-) -> Result<Value> {
-    let rows = friends::applications_to(&st.db, me.id, offset(page, limit), limit).await?;
+pub async fn list_applications(st: &AppState, me: &UserRow, page: Page) -> Result<Value> {
+    let rows = friends::applications_to(&st.db, me.id, page.offset, page.limit).await?;
     let pending = friends::pending_count(&st.db, me.id).await?;
     let tz = &st.config.display_tz;
     let alldata: Vec<Value> = rows
@@ -289,8 +280,8 @@ pub async fn auto_add(st: &AppState, me: &UserRow, friend_id: i64, note: &str) -
 }
 
 /// API 八.
-pub async fn contact_list(st: &AppState, me: &UserRow, page: i64, limit: i64) -> Result<Value> {
-    let rows = friends::contacts(&st.db, me.id, offset(page, limit), limit).await?;
+pub async fn contact_list(st: &AppState, me: &UserRow, page: Page) -> Result<Value> {
+    let rows = friends::contacts(&st.db, me.id, page.offset, page.limit).await?;
     if rows.is_empty() {
         return Ok(json!({"count": 0, "rows": []}));
     }

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::services::accounts::wire_role;
 use crate::services::messaging::{check_rate, SendRequest};
 use crate::services::notices::{self, encode_uri_component, text_data, GROUP_ICON};
+use crate::services::Page;
 use crate::state::AppState;
 use crate::store::groups::{self, GroupField, GroupRow, MemberRow};
 use crate::store::timeline::{self, group_key, Append, Recipients, KIND_CHAT, KIND_NOTICE};
@@ -469,9 +470,8 @@ pub async fn create(st: &AppState, me: &UserRow, row_ids: &[i64]) -> Result<()> 
 }
 
 /// API 二十三.
-pub async fn list(st: &AppState, me: &UserRow, page: i64, limit: i64) -> Result<Value> {
-    let offset = (page - 1).saturating_mul(limit);
-    let rows = groups::my_groups(&st.db, me.id, limit, offset).await?;
+pub async fn list(st: &AppState, me: &UserRow, page: Page) -> Result<Value> {
+    let rows = groups::my_groups(&st.db, me.id, page.limit, page.offset).await?;
     let items = rows
         .into_iter()
         .map(|r| {

@@ -10,3 +10,10 @@ pub mod passwords;
 pub mod pinyin;
 pub mod tokens;
 pub mod visitor;
+
+/// A page of a list (AF §6.3).
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
