@@ -91,6 +91,12 @@ settings! {
     ws_ping_secs: u64 = 30, "IMRS_WS_PING_SECS";
     /// Seconds of silence after which a peer that answered Pings is dropped
     ws_dead_secs: u64 = 90, "IMRS_WS_DEAD_SECS";
+    /// Websocket upgrades per user per minute before the 101 is delayed 5 s (0 disables)
+    ws_user_upgrades: u64 = 30, "IMRS_WS_USER_UPGRADES";
+    /// Websocket upgrades per IP per minute before the 101 is delayed 5 s (0 disables)
+    ws_ip_upgrades: u64 = 60, "IMRS_WS_IP_UPGRADES";
+    /// Open sockets per user beyond which further upgrades are delayed 5 s (0 disables)
+    ws_user_sockets: usize = 50, "IMRS_WS_USER_SOCKETS";
     /// Frames queued per socket before a slow client is dropped
     ws_queue_frames: usize = 1024, "IMRS_WS_QUEUE_FRAMES";
     /// Where uploads are kept: `local` (a directory served under /public/uploads) or `s3`
@@ -165,6 +171,9 @@ pub struct Config {
     pub ws_ping_secs: u64,
     pub ws_dead_secs: u64,
     pub ws_queue_frames: usize,
+    pub ws_user_upgrades: u64,
+    pub ws_ip_upgrades: u64,
+    pub ws_user_sockets: usize,
     pub media: MediaConfig,
 }
 
@@ -245,6 +254,9 @@ impl Config {
             ws_ping_secs: r.ws_ping_secs.max(1),
             ws_dead_secs: r.ws_dead_secs.max(2),
             ws_queue_frames: r.ws_queue_frames.max(16),
+            ws_user_upgrades: r.ws_user_upgrades,
+            ws_ip_upgrades: r.ws_ip_upgrades,
+            ws_user_sockets: r.ws_user_sockets,
             media,
         })
     }

@@ -242,6 +242,15 @@ impl Delivery {
         }
     }
 
+    /// Open sockets of the user on this node (any token state).
+    pub fn open_sockets(&self, user: i64) -> usize {
+        self.hub
+            .shard(user)
+            .lock()
+            .get(&user)
+            .map_or(0, |s| s.sockets.len())
+    }
+
     /// True while at least one socket of the user's active token is open here (R3).
     pub fn is_online(&self, user: i64) -> bool {
         self.hub

@@ -57,20 +57,32 @@ pub async fn ws_handler(
     // S6/S8: throttle by delaying the 101, never by refusing it.
     let ip = crate::http::client_ip(&st, peer.ip(), headers.get("x-forwarded-for"));
     let mut delay = false;
-    if st.config.per_ip_limits
+    let cfg = &st.config;
+    if cfg.per_ip_limits
         && !st
             .limiter
-            .try_hit(&format!("ws:ip:{ip}"), 60, Duration::from_secs(60))
+            .try_hit(
+                &format!("ws:ip:{ip}"),
+                cfg.ws_ip_upgrades,
+                Duration::from_secs(60),
+            )
             .await
     {
         delay = true;
     }
     if let Some(c) = &claims {
-        if !st
+        let over_rate = !st
             .limiter
-            .try_hit(&format!("ws:user:{}", c.id), 30, Duration::from_secs(60))
-            .await
-        {
+            .try_hit(
+                &format!("ws:user:{}", c.id),
+                cfg.ws_user_upgrades,
+                Duration::from_secs(60),
+            )
+            .await;
+        // S8: beyond the per-user ceiling of open sockets, upgrades are delayed, never refused.
+        let ceiling = cfg.ws_user_sockets;
+        let over_ceiling = ceiling > 0 && st.delivery.open_sockets(c.id) >= ceiling;
+        if over_rate || over_ceiling {
             delay = true;
         }
     }

@@ -617,3 +617,13 @@ async fn proto2_sockets_send_with_ack_and_resume_from_a_cursor() {
     }
     assert!(got.is_some(), "resume replays entries after `since`");
 }
+
+#[tokio::test]
+async fn upgrades_over_the_per_user_rate_are_delayed_never_refused() {
+    let app = spawn_with(|s| s.ws_user_upgrades = Some(1)).await;
+    let (_, token, _) = app.register("throttle1").await;
+    let _first = Ws::connect(&app, &token).await;
+    // Over the limit: the 101 comes later, but it comes, followed by the normal connect sequence.
+    let mut second = Ws::connect(&app, &token).await;
+    assert_eq!(second.ended(QUIET).await, Ended::Open);
+}
