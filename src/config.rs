@@ -81,8 +81,9 @@ settings! {
     reserved_types: String = "systemNotice".into(), "IMRS_RESERVED_TYPES";
     /// Maximum member rows per group
     group_max_members: u64 = 500, "IMRS_GROUP_MAX_MEMBERS";
-    /// Member rows listed in a group message's `group` snapshot (the first ones by id)
-    group_snapshot_members: u64 = 500, "IMRS_GROUP_SNAPSHOT_MEMBERS";
+    /// Member rows listed in a group message's `group` snapshot, the first ones by id (0 = every
+    /// active member, up to the group maximum)
+    group_snapshot_members: u64 = 0, "IMRS_GROUP_SNAPSHOT_MEMBERS";
     /// Self-joins (API 三十六 with `user_id` = me) per user per hour (0 disables)
     group_join_limit: u64 = 60, "IMRS_GROUP_JOIN_LIMIT";
     /// Invitations of others (API 三十六) per user per hour (0 disables)
@@ -248,7 +249,10 @@ impl Config {
             send_rate_limit: r.send_rate_limit,
             reserved_types: list(&r.reserved_types),
             group_max_members: r.group_max_members.max(1),
-            group_snapshot_members: r.group_snapshot_members.max(1),
+            group_snapshot_members: match r.group_snapshot_members {
+                0 => r.group_max_members.max(1),
+                n => n,
+            },
             group_join_limit: r.group_join_limit,
             group_invite_limit: r.group_invite_limit,
             ws_ping_secs: r.ws_ping_secs.max(1),

@@ -53,6 +53,8 @@ pub struct Sock {
 struct Inflight {
     sock: u64,
     group: Option<(i64, i64)>,
+    /// Confirmed on its socket, being persisted: never rewound.
+    confirmed: bool,
 }
 
 #[derive(Default)]
@@ -198,7 +200,7 @@ impl Delivery {
     }
 
     /// A socket ended; `unconfirmed` entries written to it become pending again (R5).
-    pub fn unregister(&self, user: i64, sock_id: u64, unconfirmed: &[i64]) {
+    pub fn unregister(&self, user: i64, sock_id: u64) {
         let mut offline_groups = None;
         {
             let mut shard = self.hub.shard(user).lock();
@@ -206,17 +208,23 @@ impl Delivery {
                 return;
             };
             slot.sockets.retain(|s| s.id != sock_id);
-            for id in unconfirmed {
-                if slot.inflight.get(id).is_some_and(|f| f.sock == sock_id) {
-                    if let Some(Inflight {
-                        group: Some((g, s)),
-                        ..
-                    }) = slot.inflight.remove(id)
-                    {
-                        slot.rewound.entry(g).or_default().insert(s);
-                    }
-                    slot.dirty = true;
+            // Everything given to this socket and not confirmed — written or still queued —
+            // becomes pending again (MR §6.2 R5).
+            let rewind: Vec<i64> = slot
+                .inflight
+                .iter()
+                .filter(|(_, f)| f.sock == sock_id && !f.confirmed)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in rewind {
+                if let Some(Inflight {
+                    group: Some((g, s)),
+                    ..
+                }) = slot.inflight.remove(&id)
+                {
+                    slot.rewound.entry(g).or_default().insert(s);
                 }
+                slot.dirty = true;
             }
             if !slot.online() {
                 offline_groups = slot.groups.take();
@@ -265,12 +273,42 @@ impl Delivery {
         if entries.is_empty() {
             return;
         }
+        if let Some(slot) = self.hub.shard(user).lock().get_mut(&user) {
+            for id in &entries {
+                if let Some(f) = slot.inflight.get_mut(id).filter(|f| f.sock == sock_id) {
+                    f.confirmed = true;
+                }
+            }
+        }
         let hub = self.hub.clone();
         tokio::spawn(async move {
             if let Err(e) = hub.persist_confirmation(user, sock_id, entries).await {
                 tracing::warn!(error = %e, user, "persisting a delivery confirmation failed");
             }
         });
+    }
+
+    /// A socket's queue ran empty: if entries are waiting for it (a backlog larger than its
+    /// queue), write the next part.
+    pub fn drained(&self, user: i64, sock_id: u64) {
+        let start = {
+            let mut shard = self.hub.shard(user).lock();
+            match shard.get_mut(&user) {
+                Some(slot)
+                    if slot.dirty
+                        && !slot.flushing
+                        && slot.chosen().is_some_and(|c| c.id == sock_id) =>
+                {
+                    slot.flushing = true;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if start {
+            let hub = self.hub.clone();
+            tokio::spawn(async move { hub.flush(user).await });
+        }
     }
 
     /// Write every pending entry of `user` to the chosen socket, in order (API 二十二, R6).
@@ -660,11 +698,12 @@ impl Hub {
                         Inflight {
                             sock: sock_id,
                             group,
+                            confirmed: false,
                         },
                     );
                 } else {
-                    // A slow client: drop it; its entries are replayed later (MR §6.2 R5).
-                    chosen.abort.notify_one();
+                    // A full queue: the entry stays pending in the store and is written when the
+                    // queue drains (memory stays bounded; a dead peer is dropped by the heartbeat).
                     slot.dirty = true;
                 }
             }
@@ -717,7 +756,7 @@ impl Hub {
                 slot.dirty = true;
                 return;
             };
-            let (sock_id, tx, abort) = (chosen.id, chosen.tx.clone(), chosen.abort.clone());
+            let (sock_id, tx) = (chosen.id, chosen.tx.clone());
             for (row, group) in rows {
                 if slot.inflight.contains_key(&row.id) {
                     continue;
@@ -740,9 +779,11 @@ impl Hub {
                     })
                     .is_err()
                 {
-                    abort.notify_one();
+                    // The queue is full: the rest stays pending and is written when the socket
+                    // has drained it (`drained`); a large backlog never drops the socket.
                     slot.dirty = true;
-                    break;
+                    slot.flushing = false;
+                    return;
                 }
                 if let Some((g, s)) = group {
                     if let Some(set) = slot.rewound.get_mut(&g) {
@@ -755,6 +796,7 @@ impl Hub {
                     Inflight {
                         sock: sock_id,
                         group,
+                        confirmed: false,
                     },
                 );
             }

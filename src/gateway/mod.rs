@@ -124,35 +124,37 @@ fn close(code: u16) -> Message {
 }
 
 /// Handshake authentication (MR §3.2): a missing or disabled user wins over the token state.
+/// `Err(None)` is a store failure: not the client's fault, so no rejection frame (a Close would
+/// log the device out); the connection is dropped and the client reconnects.
 async fn authenticate(
     st: &AppState,
     token: &str,
-) -> Result<(UserRow, crate::services::tokens::Claims, bool), &'static str> {
+) -> Result<(UserRow, crate::services::tokens::Claims, bool), Option<&'static str>> {
     if token.is_empty() {
-        return Err("缺少 token 参数");
+        return Err(Some("缺少 token 参数"));
     }
-    let claims = st.keys.decode(token).ok_or("Token 不合法")?;
+    let claims = st.keys.decode(token).ok_or(Some("Token 不合法"))?;
     let ttl = st.config.token_ttl_secs;
     if ttl > 0 && chrono::Utc::now().timestamp() - claims.iat > ttl as i64 {
-        return Err("token 已过期");
+        return Err(Some("token 已过期"));
     }
     let user = match users::by_id(&st.db, claims.id).await {
         Ok(Some(u)) => u,
-        Ok(None) => return Err("用户不存在"),
-        Err(_) => return Err("Token 不合法"),
+        Ok(None) => return Err(Some("用户不存在")),
+        Err(_) => return Err(None),
     };
     if user.status == 0 {
-        return Err("你已被管理员禁用");
+        return Err(Some("你已被管理员禁用"));
     }
     let state = match crate::store::tokens::get(&st.db, &claims.jti).await {
         Ok(Some(row)) if row.user_id == user.id => row.state,
         Ok(_) => crate::store::tokens::REVOKED,
-        Err(_) => return Err("Token 不合法"),
+        Err(_) => return Err(None),
     };
     match state {
         ACTIVE => Ok((user, claims, false)),
         RETIRED => Ok((user, claims, true)),
-        _ => Err("Token 不合法"),
+        _ => Err(Some("Token 不合法")),
     }
 }
 
@@ -191,11 +193,12 @@ async fn handshake(
 ) -> Option<Ready> {
     let (user, claims, inert) = match authenticate(&st, &token).await {
         Ok(x) => x,
-        Err(text) => {
+        Err(Some(text)) => {
             let _ = socket.send(fail_frame(text)).await;
             let _ = socket.send(close(4004)).await;
             return None;
         }
+        Err(None) => return None,
     };
     let role = claims.role.clone();
     let now = crate::time::now_ms();
@@ -268,19 +271,16 @@ impl Conn {
             self.resume(&mut socket, since).await;
         }
         let reason = self.serve(&mut socket, rx, abort).await;
-        let mut unconfirmed = std::mem::take(&mut self.written);
         if matches!(reason, End::ClientClosed) {
             // A Close frame from the client confirms what was written (MR §6.2 R5 b).
-            self.st
-                .delivery
-                .confirmed(self.user, self.sock_id, std::mem::take(&mut unconfirmed));
+            let written = std::mem::take(&mut self.written);
+            self.st.delivery.confirmed(self.user, self.sock_id, written);
         }
         if let End::Closed(code) = reason {
             let _ = socket.send(close(code)).await;
         }
-        self.st
-            .delivery
-            .unregister(self.user, self.sock_id, &unconfirmed);
+        // Whatever this socket was given and did not confirm becomes pending again.
+        self.st.delivery.unregister(self.user, self.sock_id);
     }
 }
 
@@ -359,6 +359,10 @@ impl Conn {
                                 if ping_due.is_none() && !self.proto2 {
                                     ping_due = Some(tokio::time::Instant::now() + CONFIRM_PING_DELAY);
                                 }
+                            }
+                            if rx.is_empty() {
+                                // Room again: a backlog larger than the queue continues.
+                                self.st.delivery.drained(self.user, self.sock_id);
                             }
                         }
                         Out::Fail(t, code) => {

@@ -1,5 +1,7 @@
 //! Websocket gateway and 1:1 messaging (MR §3, §5, §6).
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::common::*;
@@ -626,4 +628,32 @@ async fn upgrades_over_the_per_user_rate_are_delayed_never_refused() {
     // Over the limit: the 101 comes later, but it comes, followed by the normal connect sequence.
     let mut second = Ws::connect(&app, &token).await;
     assert_eq!(second.ended(QUIET).await, Ended::Open);
+}
+
+#[tokio::test]
+async fn a_backlog_larger_than_the_socket_queue_arrives_whole_in_order_once() {
+    let app = spawn_with(|s| s.ws_queue_frames = Some(16)).await;
+    let (a, ta, _) = app.register("backlog1").await;
+    let (b, tb, _) = app.register("backlog2").await;
+    app.befriend((a, "backlog1"), (b, "backlog2")).await;
+    let mut ids = Vec::new();
+    for i in 0..120 {
+        ids.push(app.send_text(&ta, b, &format!("b{i}")).await.ok()["id"].clone());
+    }
+    let mut ws = Ws::connect(&app, &tb).await;
+    app.offline(&tb).await.ok();
+    let got: Vec<_> = ws
+        .drain_chats(Duration::from_secs(2))
+        .await
+        .iter()
+        .map(|d| d["id"].clone())
+        .collect();
+    assert_eq!(got.len(), ids.len(), "every queued message arrives");
+    assert_eq!(got, ids, "in order, each once");
+    // Live messages after the backlog still arrive.
+    app.send_text(&ta, b, "after").await.ok();
+    assert_eq!(
+        ws.next_chat(WAIT).await.expect("live")["data"]["data"],
+        "after"
+    );
 }

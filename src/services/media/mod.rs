@@ -344,7 +344,7 @@ pub enum ShotFormat {
 
 impl ShotFormat {
     pub fn parse(s: &str) -> Option<ShotFormat> {
-        match s.to_ascii_lowercase().as_str() {
+        match s {
             "png" => Some(ShotFormat::Png),
             "jpg" => Some(ShotFormat::Jpg),
             "jpeg" => Some(ShotFormat::Jpeg),
