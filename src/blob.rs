@@ -298,6 +298,70 @@ impl BlobStore {
         }
     }
 
+    /// Keys directly under `prefix` (a `dir/` path) last modified before `cutoff`.
+    pub async fn older_than(
+        &self,
+        prefix: &str,
+        cutoff: DateTime<Utc>,
+    ) -> Result<Vec<Key>, BlobError> {
+        match self {
+            BlobStore::Local(l) => {
+                let mut out = Vec::new();
+                let dir = l.root.join(prefix);
+                let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
+                    return Ok(out);
+                };
+                while let Some(e) = entries.next_entry().await? {
+                    let md = e.metadata().await?;
+                    let old = md
+                        .modified()
+                        .ok()
+                        .map(DateTime::<Utc>::from)
+                        .is_some_and(|m| m < cutoff);
+                    if md.is_file() && old {
+                        if let Some(k) = e
+                            .file_name()
+                            .to_str()
+                            .and_then(|n| Key::parse(&format!("{prefix}{n}")))
+                        {
+                            out.push(k);
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            BlobStore::S3(s) => {
+                let path = object_store::path::Path::from(prefix.trim_end_matches('/'));
+                let metas: Vec<object_store::ObjectMeta> =
+                    s.store.list(Some(&path)).try_collect().await?;
+                Ok(metas
+                    .into_iter()
+                    .filter(|m| m.last_modified < cutoff)
+                    .filter_map(|m| Key::parse(m.location.as_ref()))
+                    .collect())
+            }
+        }
+    }
+
+    /// Remove a stored object (absent is fine).
+    pub async fn delete(&self, key: &Key) -> Result<(), BlobError> {
+        match self {
+            BlobStore::Local(l) => match tokio::fs::remove_file(l.root.join(key.as_str())).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+            BlobStore::S3(s) => match s
+                .store
+                .delete(&object_store::path::Path::from(key.as_str()))
+                .await
+            {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
     /// The bytes `range` of a stored object (the range must lie within its size).
     pub async fn read(&self, key: &Key, range: Range<u64>) -> Result<ByteStream, BlobError> {
         match self {

@@ -132,6 +132,8 @@ settings! {
     screenshot_max_bytes: u64 = 200 * 1024 * 1024, "IMRS_SCREENSHOT_MAX_BYTES";
     /// Screenshots per user per day (0 disables)
     screenshot_daily_quota: u64 = 200, "IMRS_SCREENSHOT_DAILY_QUOTA";
+    /// Days after which screenshots no message refers to are deleted (0 keeps them)
+    screenshot_retention_days: u64 = 30, "IMRS_SCREENSHOT_RETENTION_DAYS";
     /// Screenshots one user may run at the same time
     screenshot_concurrency: u64 = 2, "IMRS_SCREENSHOT_CONCURRENCY";
     /// ffmpeg processes this node runs at the same time (screenshots and posters)
@@ -281,6 +283,7 @@ pub struct MediaConfig {
     pub timeout: std::time::Duration,
     pub max_video: u64,
     pub daily_quota: u64,
+    pub retention_days: u64,
     pub concurrency: usize,
     pub ffmpeg_jobs: usize,
     pub poster_ip_limit: u64,
@@ -346,6 +349,7 @@ fn media_config(r: &Raw) -> anyhow::Result<MediaConfig> {
         timeout: std::time::Duration::from_secs(r.screenshot_timeout_secs.max(1)),
         max_video: r.screenshot_max_bytes.max(1),
         daily_quota: r.screenshot_daily_quota,
+        retention_days: r.screenshot_retention_days,
         concurrency: r.screenshot_concurrency.clamp(1, 64) as usize,
         ffmpeg_jobs: r.ffmpeg_jobs.clamp(1, 256) as usize,
         poster_ip_limit: r.poster_ip_limit,

@@ -80,7 +80,7 @@ impl App {
 }
 
 /// Periodic work: apply operator bans made by other processes (`imrs admin ban`) to this node's
-/// sockets, and forget ended tokens past their retention.
+/// sockets, forget ended tokens past their retention, sweep old unreferenced screenshots (S10).
 async fn maintenance(st: AppState) {
     let max_sql = "SELECT MAX(`id`) FROM `im_admin_event`";
     let mut last: i64 = match st.db.opt::<(Option<i64>,)>(max_sql, args![]).await {
@@ -107,6 +107,11 @@ async fn maintenance(st: AppState) {
         if n.is_multiple_of(21_600) {
             if let Err(e) = store::tokens::prune(&st.db, st.config.ended_token_days).await {
                 tracing::warn!(error = %e, "pruning ended tokens failed");
+            }
+            match services::media::sweep_screenshots(&st, st.config.media.retention_days).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "old unreferenced screenshots removed"),
+                Err(e) => tracing::warn!(error = %e, "sweeping screenshots failed"),
             }
         }
         n += 1;

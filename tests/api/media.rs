@@ -880,3 +880,48 @@ async fn the_token_may_come_as_a_multipart_text_field_before_the_file() {
         .await
         .fails(400, "您没有权限访问即时通讯接口");
 }
+
+#[tokio::test]
+async fn old_screenshots_no_message_mentions_are_swept() {
+    let app = spawn_local().await;
+    let (a, ta, _) = app.register("sweeper1").await;
+    let dir = app.data_dir.join("uploads/Diy/VideoScreenshot");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 24 * 3600);
+    for name in [
+        "screenshot_1_keep01.png",
+        "screenshot_2_gone01.png",
+        "screenshot_3_new001.png",
+    ] {
+        let f = std::fs::File::create(dir.join(name)).expect("file");
+        if name != "screenshot_3_new001.png" {
+            f.set_modified(old).expect("mtime");
+        }
+    }
+    let unlimited = r#"{"chatset":{"visitor":{"sendCount":2,"needFollow":false},"user":{"sendCount":2,"needFollow":false}}}"#;
+    app.post(
+        "/api/chat/userset",
+        Some(&ta),
+        json!({"userset": unlimited}),
+    )
+    .await
+    .ok();
+    let body = json!({"sendto_id": a, "chatType": "single", "type": "image",
+        "data": {"data": "http://h/public/uploads/Diy/VideoScreenshot/screenshot_1_keep01.png", "dataType": "image", "otherData": null}});
+    app.post("/api/chat/socket/sendmessage", Some(&ta), body)
+        .await
+        .ok();
+    let removed = imrs::services::media::sweep_screenshots(&app.state, 30)
+        .await
+        .expect("sweep");
+    assert_eq!(removed, 1);
+    assert!(
+        dir.join("screenshot_1_keep01.png").exists(),
+        "referenced by a message"
+    );
+    assert!(
+        !dir.join("screenshot_2_gone01.png").exists(),
+        "old and unreferenced"
+    );
+    assert!(dir.join("screenshot_3_new001.png").exists(), "recent");
+}
