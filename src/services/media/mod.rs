@@ -653,6 +653,36 @@ async fn is_file(p: &Path) -> bool {
     tokio::fs::metadata(p).await.is_ok_and(|m| m.is_file())
 }
 
+/// S10: screenshots older than the retention that no stored message mentions are deleted.
+/// Returns how many were removed.
+pub async fn sweep_screenshots(st: &AppState, retention_days: u64) -> anyhow::Result<usize> {
+    if retention_days == 0 {
+        return Ok(0);
+    }
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(retention_days as i64);
+    let mut removed = 0;
+    for key in st.blobs.older_than("Diy/VideoScreenshot/", cutoff).await? {
+        let name = key
+            .as_str()
+            .rsplit('/')
+            .next()
+            .unwrap_or(key.as_str())
+            .to_string();
+        let pattern = format!("%{}%", crate::store::like_escape(&name));
+        let sql = "SELECT `id` FROM `im_entry` WHERE `body` LIKE ? ESCAPE '!' LIMIT 1";
+        if st
+            .db
+            .opt::<(i64,)>(sql, crate::args![pattern])
+            .await?
+            .is_none()
+        {
+            st.blobs.delete(&key).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -721,34 +751,4 @@ mod tests {
         assert_eq!(extension_of("noext"), None);
         assert_eq!(extension_of("a.tar.gz").as_deref(), Some("gz"));
     }
-}
-
-/// S10: screenshots older than the retention that no stored message mentions are deleted.
-/// Returns how many were removed.
-pub async fn sweep_screenshots(st: &AppState, retention_days: u64) -> anyhow::Result<usize> {
-    if retention_days == 0 {
-        return Ok(0);
-    }
-    let cutoff = chrono::Utc::now() - chrono::Duration::days(retention_days as i64);
-    let mut removed = 0;
-    for key in st.blobs.older_than("Diy/VideoScreenshot/", cutoff).await? {
-        let name = key
-            .as_str()
-            .rsplit('/')
-            .next()
-            .unwrap_or(key.as_str())
-            .to_string();
-        let pattern = format!("%{}%", crate::store::like_escape(&name));
-        let sql = "SELECT `id` FROM `im_entry` WHERE `body` LIKE ? ESCAPE '!' LIMIT 1";
-        if st
-            .db
-            .opt::<(i64,)>(sql, crate::args![pattern])
-            .await?
-            .is_none()
-        {
-            st.blobs.delete(&key).await?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
 }
