@@ -332,8 +332,12 @@ impl Conn {
         let cfg = &self.st.config;
         let ping_every = Duration::from_secs(cfg.ws_ping_secs);
         let dead_after = Duration::from_secs(cfg.ws_dead_secs);
+        // One timer per socket, ticking three times per heartbeat: pings go out every third tick,
+        // liveness is judged at every tick (a dead peer goes within a third of a heartbeat).
+        let tick_every = (ping_every / 3).max(Duration::from_millis(300));
         let mut heartbeat =
-            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+            tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
+        let mut ticks: u64 = 0;
         let mut shutdown = self.st.delivery.shutdown_signal();
         // The confirming Ping goes out a moment after a write burst (MR §6.2 R5 allows 1 s), so that
         // a fan-out first reaches every member and only then asks each for its Pong.
@@ -389,7 +393,7 @@ impl Conn {
                     }
                 }
                 _ = heartbeat.tick() => {
-                    // One timer per connection: liveness is judged at each heartbeat (MR §3.6).
+                    ticks += 1;
                     let now = Instant::now();
                     if self.answered_ping && now.duration_since(self.last_inbound) > dead_after {
                         return End::Dropped;
@@ -400,9 +404,11 @@ impl Conn {
                         self.marks.clear();
                         self.st.delivery.confirmed(self.user, self.sock_id, all);
                     }
-                    let ping = json!({"type": "ping"}).to_string();
-                    if socket.send(Message::Text(ping.into())).await.is_err() { return End::Dropped; }
-                    if self.send_ping(socket).await.is_err() { return End::Dropped; }
+                    if ticks.is_multiple_of(3) {
+                        let ping = json!({"type": "ping"}).to_string();
+                        if socket.send(Message::Text(ping.into())).await.is_err() { return End::Dropped; }
+                        if self.send_ping(socket).await.is_err() { return End::Dropped; }
+                    }
                 }
                 _ = abort.notified() => return End::Dropped,
                 _ = shutdown.changed() => {

@@ -657,3 +657,33 @@ async fn a_backlog_larger_than_the_socket_queue_arrives_whole_in_order_once() {
         "after"
     );
 }
+
+#[tokio::test]
+async fn a_peer_that_answered_pings_and_went_silent_is_dropped_without_a_close_frame() {
+    let app = spawn_with(|s| {
+        s.ws_ping_secs = Some(3);
+        s.ws_dead_secs = Some(4);
+    })
+    .await;
+    let (_, token, _) = app.register("silent01").await;
+    let mut ws = Ws::connect(&app, &token).await;
+    // Read for a while: the client answers the server's protocol Ping (heartbeat at 3 s).
+    let _ = ws.next_json(Duration::from_millis(3500)).await;
+    // Then go silent (nothing read, so nothing answered) for longer than the dead-peer timeout.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(ws.ended(WAIT).await, Ended::Abnormal);
+}
+
+#[tokio::test]
+async fn a_peer_that_never_answered_a_ping_is_not_dropped_for_silence() {
+    let app = spawn_with(|s| {
+        s.ws_ping_secs = Some(3);
+        s.ws_dead_secs = Some(4);
+    })
+    .await;
+    let (_, token, _) = app.register("silent02").await;
+    let mut ws = Ws::connect(&app, &token).await;
+    // Never read: no Pong ever reaches the server.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(ws.ended(Duration::from_millis(500)).await, Ended::Open);
+}
