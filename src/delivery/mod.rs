@@ -7,7 +7,7 @@
 pub mod writer;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,7 +95,6 @@ struct Hub {
     group_online: Mutex<HashMap<i64, HashSet<i64>>>,
     markers: Mutex<HashMap<i64, (String, Instant)>>,
     shutdown: watch::Sender<bool>,
-    stopping: AtomicBool,
     /// Set once at start: confirmations are committed by the writer, batched with appends.
     writer: std::sync::OnceLock<Writer>,
     presence: Presence,
@@ -122,7 +121,6 @@ impl Delivery {
             group_online: Mutex::new(HashMap::new()),
             markers: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
-            stopping: AtomicBool::new(false),
             writer: std::sync::OnceLock::new(),
             presence: Presence::Local,
             bus: Bus::Local,
@@ -237,17 +235,7 @@ impl Delivery {
                 shard.remove(&user);
             }
         }
-        if let Some(groups) = offline_groups {
-            let mut go = self.hub.group_online.lock();
-            for g in groups {
-                if let Some(set) = go.get_mut(&g) {
-                    set.remove(&user);
-                    if set.is_empty() {
-                        go.remove(&g);
-                    }
-                }
-            }
-        }
+        self.drop_from_groups(user, offline_groups);
     }
 
     /// Open sockets of the user on this node (any token state).
@@ -257,15 +245,6 @@ impl Delivery {
             .lock()
             .get(&user)
             .map_or(0, |s| s.sockets.len())
-    }
-
-    /// True while at least one socket of the user's active token is open here (R3).
-    pub fn is_online(&self, user: i64) -> bool {
-        self.hub
-            .shard(user)
-            .lock()
-            .get(&user)
-            .is_some_and(|s| s.online())
     }
 
     /// Entries written to a socket were confirmed (Pong after the write, or an ack).
@@ -312,7 +291,7 @@ impl Delivery {
     }
 
     /// Write every pending entry of `user` to the chosen socket, in order (API 二十二, R6).
-    pub async fn flush(&self, user: i64) {
+    async fn flush(&self, user: i64) {
         self.hub.clone().flush(user).await
     }
 
@@ -364,15 +343,6 @@ impl Delivery {
         }
     }
 
-    /// Send a live-only frame to one socket (connect-time frames); false if it is gone.
-    pub fn send_live(&self, user: i64, sock_id: u64, frame: Arc<str>) -> bool {
-        let shard = self.hub.shard(user).lock();
-        shard
-            .get(&user)
-            .and_then(|s| s.sockets.iter().find(|x| x.id == sock_id))
-            .is_some_and(|s| s.tx.try_send(Out::Text(frame)).is_ok())
-    }
-
     /// A frame for every proto-2 socket of the user (EXTENSION `read`).
     pub fn send_proto2(&self, user: i64, frame: Arc<str>) {
         let shard = self.hub.shard(user).lock();
@@ -381,15 +351,6 @@ impl Delivery {
                 let _ = s.tx.try_send(Out::Text(frame.clone()));
             }
         }
-    }
-
-    /// Live-only frame to the user's chosen socket (e.g. the kick or the avatar notice).
-    pub fn send_to_chosen(&self, user: i64, frame: Arc<str>) -> bool {
-        let shard = self.hub.shard(user).lock();
-        shard
-            .get(&user)
-            .and_then(|s| s.chosen())
-            .is_some_and(|s| s.tx.try_send(Out::Text(frame)).is_ok())
     }
 
     // ----- token and account events (MR §3.3) -----
@@ -437,6 +398,9 @@ impl Delivery {
             for g in groups {
                 if let Some(set) = go.get_mut(&g) {
                     set.remove(&user);
+                    if set.is_empty() {
+                        go.remove(&g);
+                    }
                 }
             }
         }
@@ -550,19 +514,7 @@ impl Delivery {
                 }
             }
         }
-        if let Some(set) = self.hub.group_online.lock().get_mut(&group) {
-            set.remove(&user);
-        }
-    }
-
-    /// Online active members of a group on this node.
-    pub fn online_members(&self, group: i64) -> Vec<i64> {
-        self.hub
-            .group_online
-            .lock()
-            .get(&group)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
+        self.drop_from_groups(user, Some(vec![group]));
     }
 
     // ----- lifecycle -----
@@ -573,12 +525,7 @@ impl Delivery {
     }
 
     pub fn shutdown(&self) {
-        self.hub.stopping.store(true, Ordering::SeqCst);
         let _ = self.hub.shutdown.send(true);
-    }
-
-    pub fn db(&self) -> &Db {
-        &self.hub.db
     }
 }
 

@@ -87,7 +87,8 @@ pub async fn send(st: &AppState, me: &UserRow, req: SendRequest) -> Result<(Valu
     }
 }
 
-async fn rate_limit(st: &AppState, me: i64) -> Result<()> {
+/// S6: the per-sender limit of accepted messages (single and group).
+pub async fn check_rate(st: &AppState, me: i64) -> Result<()> {
     let ok = st
         .limiter
         .try_hit(
@@ -101,10 +102,6 @@ async fn rate_limit(st: &AppState, me: i64) -> Result<()> {
     } else {
         Err(Error::fail("请求过于频繁，请1个小时后再试"))
     }
-}
-
-pub async fn check_rate(st: &AppState, me: i64) -> Result<()> {
-    rate_limit(st, me).await
 }
 
 async fn send_single(
@@ -150,7 +147,7 @@ async fn send_single(
         }
         None => {}
     }
-    rate_limit(st, me.id).await?;
+    check_rate(st, me.id).await?;
     // Names: each side's remark for the other, else nickname, else username (MR §2.1).
     let (from_name, to_name) = if visitor {
         (me.display_name().to_string(), r.display_name().to_string())
