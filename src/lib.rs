@@ -82,17 +82,12 @@ impl App {
 /// Periodic work: apply operator bans made by other processes (`imrs admin ban`) to this node's
 /// sockets, forget ended tokens past their retention, sweep old unreferenced screenshots (S10).
 async fn maintenance(st: AppState) {
-    let max_sql = "SELECT MAX(`id`) FROM `im_admin_event`";
-    let mut last: i64 = match st.db.opt::<(Option<i64>,)>(max_sql, args![]).await {
-        Ok(Some((Some(n),))) => n,
-        _ => 0,
-    };
+    let mut last = store::admin::latest(&st.db).await.unwrap_or(0);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut n: u64 = 0;
     loop {
         tick.tick().await;
-        let sql = "SELECT `id`,`user_id`,`kind` FROM `im_admin_event` WHERE `id` > ? ORDER BY `id`";
-        if let Ok(rows) = st.db.all::<(i64, i64, String)>(sql, args![last]).await {
+        if let Ok(rows) = store::admin::after(&st.db, last).await {
             for (id, user, kind) in rows {
                 // Another process changed the store: nothing cached may be trusted.
                 if let Some(c) = st.db.cache() {

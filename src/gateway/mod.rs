@@ -216,7 +216,9 @@ async fn handshake(
                 .send(text(&notices::frame(&notices::avatar_notice(&user))))
                 .await;
         }
-        let has_friend = has_friend(&st, user.id).await;
+        let has_friend = crate::store::friends::has_contact(&st.db, user.id)
+            .await
+            .unwrap_or(false);
         for n in notices::connect_notices(&user, &role, !groups.is_empty(), has_friend) {
             let _ = socket.send(text(&notices::frame(&n))).await;
         }
@@ -286,14 +288,6 @@ impl Conn {
 
 fn text(frame: &str) -> Message {
     Message::Text(frame.to_string().into())
-}
-
-async fn has_friend(st: &AppState, user: i64) -> bool {
-    let sql = "SELECT `id` FROM `goodfriend` WHERE `user_id` = ? AND `status` = 1 AND `isblack` = 0 LIMIT 1";
-    matches!(
-        st.db.opt::<(i64,)>(sql, crate::args![user]).await,
-        Ok(Some(_))
-    )
 }
 
 enum End {

@@ -367,21 +367,14 @@ pub async fn set_enabled(st: &AppState, user_id: i64, enabled: bool) -> Result<b
     let Some(_) = users::by_id_tx(&mut tx, user_id).await? else {
         return Ok(false);
     };
-    let sql = "UPDATE `user` SET `status` = ?, `update_time` = ? WHERE `id` = ?";
-    tx.exec(
-        sql,
-        crate::args![if enabled { 1 } else { 0 }, time::now_db(), user_id],
-    )
-    .await?;
+    users::set_status(&mut tx, user_id, if enabled { 1 } else { 0 }).await?;
     if !enabled {
         token_store::lock_session(&mut tx, user_id).await?;
         token_store::revoke_all(&mut tx, user_id).await?;
     }
     // Running servers (other processes) apply it to their sockets and caches.
-    let sql = "INSERT INTO `im_admin_event` (`user_id`,`kind`,`create_time`) VALUES (?, ?, ?)";
     let kind = if enabled { "enable" } else { "disable" };
-    tx.exec(sql, crate::args![user_id, kind, time::now_db()])
-        .await?;
+    crate::store::admin::record(&mut tx, user_id, kind).await?;
     tx.commit().await?;
     if !enabled {
         st.delivery.user_disabled(user_id);

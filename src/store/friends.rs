@@ -42,6 +42,12 @@ pub async fn row(db: &Db, owner: i64, friend: i64) -> sqlx::Result<Option<Friend
     Ok(row)
 }
 
+/// Whether the user has at least one normal, not blacklisted contact (connect-time notice N2).
+pub async fn has_contact(db: &Db, owner: i64) -> sqlx::Result<bool> {
+    let sql = "SELECT `id` FROM `goodfriend` WHERE `user_id` = ? AND `status` = 1 AND `isblack` = 0 LIMIT 1";
+    Ok(db.opt::<(i64,)>(sql, args![owner]).await?.is_some())
+}
+
 /// A `goodfriendapply` row ("friend request": `user_id` asks `friend_id`).
 #[derive(Debug, Clone, FromRow)]
 pub struct ApplyRow {

@@ -2,6 +2,7 @@
 //! shared); most statements are shared text (`?` placeholders, backtick quoting work on both), the few
 //! dialect differences go through the small helpers here. Legacy table/column names are kept (AF §5).
 
+pub mod admin;
 pub mod cache;
 pub mod friends;
 pub mod groups;

@@ -533,3 +533,10 @@ ON CONFLICT(`conv_key`) DO UPDATE SET `last_seq` = excluded.`last_seq`"
         },
     ))
 }
+
+/// Whether any stored message or notice mentions `text` (a stored file's name, S10).
+pub async fn mentions(db: &Db, text: &str) -> sqlx::Result<bool> {
+    let pattern = format!("%{}%", super::like_escape(text));
+    let sql = "SELECT `id` FROM `im_entry` WHERE `body` LIKE ? ESCAPE '!' LIMIT 1";
+    Ok(db.opt::<(i64,)>(sql, args![pattern]).await?.is_some())
+}

@@ -283,3 +283,11 @@ pub async fn all(db: &Db) -> sqlx::Result<Vec<UserRow>> {
     let sql = select("1 = 1 ORDER BY `id`");
     db.all(&sql, args![]).await
 }
+
+/// Enable (1) or disable (0) a user.
+pub async fn set_status(tx: &mut Tx, id: i64, status: i64) -> sqlx::Result<()> {
+    let sql = "UPDATE `user` SET `status` = ?, `update_time` = ? WHERE `id` = ?";
+    tx.exec(sql, args![status, crate::time::now_db(), id])
+        .await?;
+    Ok(())
+}

@@ -668,14 +668,7 @@ pub async fn sweep_screenshots(st: &AppState, retention_days: u64) -> anyhow::Re
             .next()
             .unwrap_or(key.as_str())
             .to_string();
-        let pattern = format!("%{}%", crate::store::like_escape(&name));
-        let sql = "SELECT `id` FROM `im_entry` WHERE `body` LIKE ? ESCAPE '!' LIMIT 1";
-        if st
-            .db
-            .opt::<(i64,)>(sql, crate::args![pattern])
-            .await?
-            .is_none()
-        {
+        if !crate::store::timeline::mentions(&st.db, &name).await? {
             st.blobs.delete(&key).await?;
             removed += 1;
         }
