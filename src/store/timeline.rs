@@ -95,30 +95,34 @@ pub async fn last_seq(tx: &mut Tx, conv_key: &str) -> sqlx::Result<i64> {
         .unwrap_or(0))
 }
 
+/// The columns an append writes (after `id`, which the embedded batch path also sets), their
+/// placeholders and their values.
+const ENTRY_INSERT_COLS: &str =
+    "`conv_key`,`conv_seq`,`msg_id`,`kind`,`chat_type`,`from_id`,`to_id`,\
+`history`,`revoked`,`client_msg_id`,`create_time`,`body`";
+const ENTRY_MARKS: &str = "?,?,?,?,?,?,?,?,0,?,?,?";
+
+fn entry_args(a: &Append, seq: i64) -> Vec<super::Arg> {
+    args![
+        &a.conv_key,
+        seq,
+        &a.msg_id,
+        a.kind,
+        a.chat_type,
+        a.from_id,
+        a.to_id,
+        a.history as i64,
+        &a.client_msg_id,
+        a.create_time,
+        &a.body
+    ]
+}
+
 /// Append one entry and its delivery rows in the caller's transaction.
 pub async fn append(tx: &mut Tx, a: &Append) -> sqlx::Result<Appended> {
     let seq = next_seq(tx, &a.conv_key).await?;
-    let sql = "INSERT INTO `im_entry` (`conv_key`,`conv_seq`,`msg_id`,`kind`,`chat_type`,`from_id`,`to_id`,\
-`history`,`revoked`,`client_msg_id`,`create_time`,`body`) VALUES (?,?,?,?,?,?,?,?,0,?,?,?)";
-    let entry_id = tx
-        .exec(
-            sql,
-            args![
-                &a.conv_key,
-                seq,
-                &a.msg_id,
-                a.kind,
-                a.chat_type,
-                a.from_id,
-                a.to_id,
-                a.history as i64,
-                &a.client_msg_id,
-                a.create_time,
-                &a.body
-            ],
-        )
-        .await?
-        .id;
+    let sql = format!("INSERT INTO `im_entry` ({ENTRY_INSERT_COLS}) VALUES ({ENTRY_MARKS})");
+    let entry_id = tx.exec(&sql, entry_args(a, seq)).await?.id;
     if let Some(target) = a.revokes {
         tx.exec(
             "UPDATE `im_entry` SET `revoked` = 1 WHERE `id` = ?",
@@ -466,27 +470,12 @@ pub async fn append_batch(
         next_id += 1;
     }
     for chunk in list.iter().zip(&out).collect::<Vec<_>>().chunks(200) {
-        let marks = vec!["(?,?,?,?,?,?,?,?,?,0,?,?,?)"; chunk.len()].join(",");
-        let sql = format!(
-            "INSERT INTO `im_entry` (`id`,`conv_key`,`conv_seq`,`msg_id`,`kind`,`chat_type`,`from_id`,`to_id`,\
-`history`,`revoked`,`client_msg_id`,`create_time`,`body`) VALUES {marks}"
-        );
+        let marks = vec![format!("(?,{ENTRY_MARKS})"); chunk.len()].join(",");
+        let sql = format!("INSERT INTO `im_entry` (`id`,{ENTRY_INSERT_COLS}) VALUES {marks}");
         let mut a_ = Vec::with_capacity(chunk.len() * 12);
         for (a, ap) in chunk {
-            a_.extend(args![
-                ap.entry_id,
-                &a.conv_key,
-                ap.conv_seq,
-                &a.msg_id,
-                a.kind,
-                a.chat_type,
-                a.from_id,
-                a.to_id,
-                a.history as i64,
-                &a.client_msg_id,
-                a.create_time,
-                &a.body
-            ]);
+            a_.push(super::Arg::Int(ap.entry_id));
+            a_.extend(entry_args(a, ap.conv_seq));
         }
         tx.exec(&sql, a_).await?;
     }
