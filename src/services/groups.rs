@@ -11,12 +11,12 @@ use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
 use crate::services::accounts::wire_role;
-use crate::services::messaging::{check_rate, SendRequest};
+use crate::services::messaging::{check_rate, persist_chat, Outgoing, SendRequest};
 use crate::services::notices::{self, encode_uri_component, text_data, GROUP_ICON};
 use crate::services::Page;
 use crate::state::AppState;
 use crate::store::groups::{self, GroupField, GroupRow, MemberRow};
-use crate::store::timeline::{self, group_key, Append, Recipients, KIND_CHAT, KIND_NOTICE};
+use crate::store::timeline::{self, group_key, Append, Recipients, KIND_NOTICE};
 use crate::store::users::{self, UserRow};
 use crate::store::Tx;
 use crate::time;
@@ -107,43 +107,18 @@ pub async fn send(
     let cap = st.config.group_snapshot_members as i64;
     let active = groups::members_first(&st.db, g.id, cap).await?;
     check_rate(st, me.id).await?;
-    let create_time = time::now_ms();
-    let id = uuid::Uuid::new_v4().to_string();
-    let mut m = Map::new();
-    m.insert("id".into(), json!(id));
-    m.insert("from_avatar".into(), json!(gav(mine, Some(me))));
-    m.insert("from_name".into(), json!(gdn(mine, me)));
-    m.insert("from_id".into(), json!(me.id));
-    m.insert("to_id".into(), json!(g.id));
-    m.insert("to_name".into(), json!(g.name));
-    m.insert("to_avatar".into(), json!(g.avatar));
-    m.insert("chatType".into(), json!("group"));
-    m.insert("type".into(), req.msg_type);
-    m.insert("data".into(), req.data);
-    m.insert("options".into(), req.options.unwrap_or(Value::Null));
-    m.insert("create_time".into(), json!(create_time));
-    m.insert("isremove".into(), json!(0));
-    m.insert("group".into(), snapshot_msg(st, &g, &active));
-    m.insert("sendUUid".into(), json!(me.uuid));
-    let msg = Value::Object(m);
-    let ap = st
-        .delivery
-        .append(Append {
-            conv_key: group_key(g.id),
-            msg_id: id,
-            kind: KIND_CHAT,
-            chat_type: "group",
-            from_id: me.id,
-            to_id: g.id,
-            history: true,
-            client_msg_id: client_id,
-            create_time,
-            body: msg.to_string(),
-            recipients: Recipients::Group(g.id),
-            revokes: None,
-        })
-        .await?;
-    Ok((msg, ap.conv_seq))
+    let out = Outgoing {
+        chat_type: "group",
+        conv_key: group_key(g.id),
+        from_name: gdn(mine, me),
+        from_avatar: gav(mine, Some(me)),
+        to_id: g.id,
+        to_name: g.name.clone(),
+        to_avatar: g.avatar.clone(),
+        group: Some(snapshot_msg(st, &g, &active)),
+        recipients: Recipients::Group(g.id),
+    };
+    persist_chat(st, me, req, client_id, out).await
 }
 
 /// MR §5.3 steps 3–4: the group must exist and the caller have a member row; returns the caller's

@@ -163,40 +163,80 @@ async fn send_single(
             remark(&mine).unwrap_or_else(|| r.display_name().to_string()),
         )
     };
+    // No echo: a message to oneself is stored but delivered to nobody (MR §6.2 R7, MA19).
+    let recipients = if r.id == me.id { vec![] } else { vec![r.id] };
+    let out = Outgoing {
+        chat_type: "single",
+        conv_key: pair_key(me.id, r.id),
+        from_name,
+        from_avatar: me.avatar_str().to_string(),
+        to_id: r.id,
+        to_name,
+        to_avatar: r.avatar_str().to_string(),
+        group: None,
+        recipients: Recipients::Users(recipients),
+    };
+    persist_chat(st, me, req, client_id, out).await
+}
+
+/// How a chat message is addressed and shown (MR §2.1 single or group column).
+pub struct Outgoing {
+    pub chat_type: &'static str,
+    pub conv_key: String,
+    pub from_name: String,
+    pub from_avatar: String,
+    pub to_id: i64,
+    pub to_name: String,
+    pub to_avatar: String,
+    /// The S-msg snapshot of a group message.
+    pub group: Option<Value>,
+    pub recipients: Recipients,
+}
+
+/// Build the message object of MR §2.1 and append it (committed before this returns); returns
+/// the stored object, which is also the HTTP answer, and its `conv_seq`.
+pub async fn persist_chat(
+    st: &AppState,
+    me: &UserRow,
+    req: SendRequest,
+    client_id: Option<String>,
+    out: Outgoing,
+) -> Result<(Value, i64)> {
     let create_time = time::now_ms();
     let id = uuid::Uuid::new_v4().to_string();
     let mut m = Map::new();
     m.insert("id".into(), json!(id));
-    m.insert("from_avatar".into(), json!(me.avatar_str()));
-    m.insert("from_name".into(), json!(from_name));
+    m.insert("from_avatar".into(), json!(out.from_avatar));
+    m.insert("from_name".into(), json!(out.from_name));
     m.insert("from_id".into(), json!(me.id));
-    m.insert("to_id".into(), json!(r.id));
-    m.insert("to_name".into(), json!(to_name));
-    m.insert("to_avatar".into(), json!(r.avatar_str()));
-    m.insert("chatType".into(), json!("single"));
+    m.insert("to_id".into(), json!(out.to_id));
+    m.insert("to_name".into(), json!(out.to_name));
+    m.insert("to_avatar".into(), json!(out.to_avatar));
+    m.insert("chatType".into(), json!(out.chat_type));
     m.insert("type".into(), req.msg_type);
     m.insert("data".into(), req.data);
     m.insert("options".into(), req.options.unwrap_or(Value::Null));
     m.insert("create_time".into(), json!(create_time));
     m.insert("isremove".into(), json!(0));
+    if let Some(g) = out.group {
+        m.insert("group".into(), g);
+    }
     m.insert("sendUUid".into(), json!(me.uuid));
     let msg = Value::Object(m);
-    // No echo: a message to oneself is stored but delivered to nobody (MR §6.2 R7, MA19).
-    let recipients = if r.id == me.id { vec![] } else { vec![r.id] };
     let ap = st
         .delivery
         .append(Append {
-            conv_key: pair_key(me.id, r.id),
+            conv_key: out.conv_key,
             msg_id: id,
             kind: KIND_CHAT,
-            chat_type: "single",
+            chat_type: out.chat_type,
             from_id: me.id,
-            to_id: r.id,
+            to_id: out.to_id,
             history: true,
             client_msg_id: client_id,
             create_time,
             body: msg.to_string(),
-            recipients: Recipients::Users(recipients),
+            recipients: out.recipients,
             revokes: None,
         })
         .await?;
