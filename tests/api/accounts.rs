@@ -9,15 +9,12 @@ use crate::common::*;
 const PW: &str = "123456";
 /// SHA-256 hex of `123456`, the legacy hash of AF §5.7.
 const LEGACY_123456: &str = "8d969eef6ecad3c29a3a629280e686cf0c3f5d5a86aff3ca12020c923adc6c92";
-const DEFAULT_AVATAR: &str =
-    "https://thinkphp-all.oss-cn-hangzhou.aliyuncs.com/public/67b3001b2aedd.png";
 /// The §4.1 test-vector device.
 const VECTOR_DEVICE: &str = "8d1a344c-bf16-5425-adbc-d12f49cfa332";
 
 const TOKEN_INVALID: &str = "Token 令牌不合法！";
 const NO_TOKEN: &str = "您没有权限访问即时通讯接口";
 const USER_GONE: &str = "当前用户不存在或者已被禁用";
-const VISITOR_FORBIDDEN: &str = "您没有权限访问，请先注册或登录";
 const TOO_MANY: &str = "请求过于频繁，请1个小时后再试";
 const NO_ACCOUNT: &str = "账号不存在或者被禁用";
 const BAD_PASSWORD: &str = "账户或密码错误";
@@ -59,14 +56,6 @@ const USER_VIEW_KEYS: &[&str] = &[
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-fn keys(v: &Value) -> Vec<&str> {
-    v.as_object()
-        .unwrap_or_else(|| panic!("an object: {v}"))
-        .keys()
-        .map(String::as_str)
-        .collect()
-}
 
 fn token_of(d: &Value) -> String {
     d["token"].as_str().expect("token").to_string()

@@ -226,6 +226,21 @@ impl TestApp {
     }
 }
 
+pub const VISITOR_FORBIDDEN: &str = "您没有权限访问，请先注册或登录";
+pub const DEFAULT_AVATAR: &str =
+    "https://thinkphp-all.oss-cn-hangzhou.aliyuncs.com/public/67b3001b2aedd.png";
+/// A `userset` that lets anyone send any number of messages (`sendCount` 2).
+pub const UNLIMITED_USERSET: &str = r#"{"chatset":{"visitor":{"sendCount":2,"needFollow":false},"user":{"sendCount":2,"needFollow":false}}}"#;
+
+/// The keys of a JSON object, in order (field-order checks against the spec).
+pub fn keys(v: &Value) -> Vec<&str> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
 pub const SALT: &str = "45ncashdaksh2!#@3nxjdas*_259";
 
 /// Sign a visitor request body for `device` with a fresh timestamp (AF §4.1).

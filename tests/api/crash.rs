@@ -111,7 +111,7 @@ async fn sigkill_mid_stream_loses_no_acknowledged_message() {
         b["token"].as_str().expect("t").to_string(),
     );
     let b_id = b["id"].as_i64().expect("id");
-    let unlimited = r#"{"chatset":{"visitor":{"sendCount":2,"needFollow":false},"user":{"sendCount":2,"needFollow":false}}}"#;
+    let unlimited = UNLIMITED_USERSET;
     post(
         &http,
         &s1.base,

@@ -6,14 +6,11 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-const VISITOR_FORBIDDEN: &str = "您没有权限访问，请先注册或登录";
 const ALREADY_APPLIED: &str = "您已经申请过了，请勿重复申请";
 const HANDLED: &str = "申请不存在或已处理";
 const NOT_FOUND_OR_BLACK: &str = "好友不存在或者被拉黑，无法操作";
 const FRIENDS_TEXT: &str = "我们已经是好友了，可以开始聊天了";
 const GROUP_ICON: &str = "https://docs-51yrc-com.oss-cn-hangzhou.aliyuncs.com/chat/group.png";
-const DEFAULT_AVATAR: &str =
-    "https://thinkphp-all.oss-cn-hangzhou.aliyuncs.com/public/67b3001b2aedd.png";
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -32,14 +29,6 @@ async fn user(app: &TestApp, name: &str) -> U {
         token,
         uuid: d["uuid"].as_str().expect("uuid").to_string(),
     }
-}
-
-fn keys(v: &Value) -> Vec<&str> {
-    v.as_object()
-        .unwrap_or_else(|| panic!("an object: {v}"))
-        .keys()
-        .map(String::as_str)
-        .collect()
 }
 
 async fn apply(app: &TestApp, from: &U, to: i64, note: &str) -> Resp {

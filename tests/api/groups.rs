@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-const VISITOR_FORBIDDEN: &str = "您没有权限访问，请先注册或登录";
 const GROUP_ICON: &str = "https://docs-51yrc-com.oss-cn-hangzhou.aliyuncs.com/chat/group.png";
 const ALL_GROUP_COLS: &[&str] = &[
     "create_time",

@@ -9,7 +9,7 @@ use base64::Engine;
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 
-use crate::common::{spawn_with, Resp, TestApp};
+use crate::common::{spawn_with, Resp, TestApp, UNLIMITED_USERSET};
 
 const NOT_ALLOWED: &str = "截图处理失败: video url not allowed";
 const TOO_LARGE: &str = "Request file too large, please check multipart config";
@@ -898,7 +898,7 @@ async fn old_screenshots_no_message_mentions_are_swept() {
             f.set_modified(old).expect("mtime");
         }
     }
-    let unlimited = r#"{"chatset":{"visitor":{"sendCount":2,"needFollow":false},"user":{"sendCount":2,"needFollow":false}}}"#;
+    let unlimited = UNLIMITED_USERSET;
     app.post(
         "/api/chat/userset",
         Some(&ta),
