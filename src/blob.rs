@@ -134,8 +134,11 @@ pub struct S3Blobs {
 }
 
 impl BlobStore {
-    /// The store of the configuration; leftovers of interrupted uploads are removed.
-    pub fn from_config(config: &Config) -> anyhow::Result<BlobStore> {
+    /// The store of the configuration. Each process stages its uploads in a directory of its own
+    /// (`…/<pid>`), so that no command (`imrs admin`, `imrs migrate`, another worker) can break an
+    /// upload in progress; a serving process (`serving`) also removes what processes that are no
+    /// longer running left behind.
+    pub fn from_config(config: &Config, serving: bool) -> anyhow::Result<BlobStore> {
         match &config.media.store {
             BlobConfig::Local { dir } => {
                 std::fs::create_dir_all(dir)
@@ -143,13 +146,11 @@ impl BlobStore {
                 let root = dir
                     .canonicalize()
                     .with_context(|| format!("resolving {}", dir.display()))?;
-                let staging = root.join(".staging");
-                reset_dir(&staging)?;
+                let staging = staging_dir(&root.join(".staging"), serving)?;
                 Ok(BlobStore::Local(LocalBlobs { root, staging }))
             }
             BlobConfig::S3(s3) => {
-                let staging = config.data_dir.join("tmp").join("uploads");
-                reset_dir(&staging)?;
+                let staging = staging_dir(&config.data_dir.join("tmp").join("uploads"), serving)?;
                 Ok(BlobStore::S3(S3Blobs {
                     store: Arc::new(s3_client(s3)?),
                     public_url: s3.public_url.clone(),
@@ -467,6 +468,42 @@ async fn set_readable(path: &Path) {
     }
     #[cfg(not(unix))]
     let _ = path;
+}
+
+/// This process's staging directory under `parent`, emptied; with `serving`, the directories of
+/// processes that have ended (and files of the earlier flat layout) are removed too.
+fn staging_dir(parent: &Path, serving: bool) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let me = std::process::id();
+    if serving {
+        for entry in std::fs::read_dir(parent)?.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let ended = match name.parse::<u32>() {
+                Ok(pid) => pid != me && !process_alive(pid),
+                Err(_) => true,
+            };
+            if ended {
+                let path = entry.path();
+                let _ = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+            }
+        }
+    }
+    let dir = parent.join(me.to_string());
+    reset_dir(&dir)?;
+    Ok(dir)
+}
+
+/// Whether a process with this id runs (Linux: `/proc/<pid>`; elsewhere assumed running).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
 }
 
 fn reset_dir(dir: &Path) -> anyhow::Result<()> {

@@ -63,6 +63,8 @@ settings! {
     visitor_ip_creations: u64 = 60, "IMRS_VISITOR_IP_CREATIONS";
     /// Requests of the three signed visitor endpoints per IP per hour (0 disables)
     visitor_ip_requests: u64 = 300, "IMRS_VISITOR_IP_REQUESTS";
+    /// Registrations (API 一) per IP per hour (0 disables)
+    reg_ip_limit: u64 = 30, "IMRS_REG_IP_LIMIT";
     /// Failed logins per account per hour before logins are refused (0 disables)
     login_fail_account_limit: u64 = 20, "IMRS_LOGIN_FAIL_ACCOUNT_LIMIT";
     /// Failed logins per IP per hour before logins are refused (0 disables)
@@ -159,6 +161,7 @@ pub struct Config {
     pub per_ip_limits: bool,
     pub visitor_ip_creations: u64,
     pub visitor_ip_requests: u64,
+    pub reg_ip_limit: u64,
     pub login_fail_account_limit: u64,
     pub login_fail_ip_limit: u64,
     pub trusted_proxies: Vec<IpNet>,
@@ -242,6 +245,7 @@ impl Config {
             ),
             visitor_ip_creations: r.visitor_ip_creations,
             visitor_ip_requests: r.visitor_ip_requests,
+            reg_ip_limit: r.reg_ip_limit,
             login_fail_account_limit: r.login_fail_account_limit,
             login_fail_ip_limit: r.login_fail_ip_limit,
             trusted_proxies,

@@ -33,7 +33,7 @@ pub struct App {
 impl App {
     /// Connect the store (creating and migrating it), build the state and bind the listener.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let state = build_state(config).await?;
+        let state = build_state_for(config, true).await?;
         let listener = TcpListener::bind(state.config.listen)
             .await
             .with_context(|| format!("binding {}", state.config.listen))?;
@@ -113,8 +113,14 @@ async fn maintenance(st: AppState) {
     }
 }
 
-/// The state of a server: store connected and migrated, secrets resolved.
+/// The state for a command (`imrs admin`, `imrs migrate`): store connected and migrated, secrets
+/// resolved; it never touches the files of a server that may be running on the same data.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    build_state_for(config, false).await
+}
+
+/// The state of a process; only a serving one (`serving`) cleans up leftovers of earlier runs.
+async fn build_state_for(config: Config, serving: bool) -> anyhow::Result<AppState> {
     let db = Db::connect(&config.database_url, &config.data_dir).await?;
     db.migrate().await.context("applying migrations")?;
     let secret = jwt_secret(&config)?;
@@ -123,8 +129,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         limiter: ratelimit::RateLimiter::local(),
         delivery: delivery::Delivery::new(db.clone()),
         locks: KeyedLocks::default(),
-        blobs: blob::BlobStore::from_config(&config)?,
-        media: services::media::Media::new(&config)?,
+        blobs: blob::BlobStore::from_config(&config, serving)?,
+        media: services::media::Media::new(&config, serving)?,
         db,
         config,
     }))
@@ -141,14 +147,39 @@ fn jwt_secret(config: &Config) -> anyhow::Result<String> {
             return Ok(s.trim().to_string());
         }
     }
-    std::fs::create_dir_all(&config.data_dir)?;
+    create_private_dir(&config.data_dir)?;
     let mut bytes = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
     let secret = hex::encode(bytes);
-    std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    let _ = std::fs::remove_file(&path); // an empty leftover
+    write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
     tracing::warn!(
         path = %path.display(),
         "IMRS_JWT_SECRET is not set: generated a secret in the data directory; production must set one"
     );
     Ok(secret)
+}
+
+/// Create `dir` (mode 0700 for what imrs creates itself; an existing directory is left as it is).
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// Write a secret to a new file readable by its owner only (0600), never through a wider mode.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }

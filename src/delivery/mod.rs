@@ -73,6 +73,18 @@ struct Slot {
     flush_lock: Arc<tokio::sync::Mutex<()>>,
     /// Groups this user is an active member of, while online (fan-out index).
     groups: Option<Vec<i64>>,
+    /// Groups this user is being removed from (the removal has not committed yet): their
+    /// entries go through the store (a flush), which knows where the membership ends (R8).
+    leaving: Vec<i64>,
+    /// A flush is reading pending entries from the store: what gets settled (its confirmation
+    /// committed, its guard dropped) meanwhile is remembered here, so the read — which may
+    /// predate the commit — cannot write it again.
+    reading: bool,
+    settled_ids: HashSet<i64>,
+    settled_group: HashSet<(i64, i64)>,
+    /// Every entry of this user up to this id is delivered (a proto-2 ack, committed).
+    acked_upto: i64,
+    membership_epoch: u64,
 }
 
 impl Slot {
@@ -152,11 +164,23 @@ impl Delivery {
         }
     }
 
-    /// Register an authenticated socket; returns its id. `groups` = the user's active groups.
-    pub fn register(&self, user: i64, mut sock: Sock, groups: Vec<i64>) -> u64 {
+    /// Changes of the user's group memberships seen by this node (joins, removals): a handshake
+    /// reads the user's groups, and if this moved before it registered, reads them again.
+    pub fn membership_epoch(&self, user: i64) -> u64 {
+        self.hub
+            .shard(user)
+            .lock()
+            .get(&user)
+            .map_or(0, |s| s.membership_epoch)
+    }
+
+    /// Register an authenticated socket; returns its id, and whether `groups` (the user's active
+    /// groups, read when the membership epoch was `epoch`) may be stale: the caller then reads
+    /// them again and calls [`Delivery::set_groups`].
+    pub fn register(&self, user: i64, mut sock: Sock, groups: Vec<i64>, epoch: u64) -> (u64, bool) {
         let id = self.hub.next_id.fetch_add(1, Ordering::Relaxed);
         sock.id = id;
-        let (was_online, run_owed) = {
+        let (run_owed, stale) = {
             let mut shard = self.hub.shard(user).lock();
             let slot = shard.entry(user).or_default();
             let was_online = slot.online();
@@ -182,24 +206,58 @@ impl Delivery {
             if active && slot.groups.is_none() {
                 slot.groups = Some(groups.clone());
             }
-            (was_online || !active, run_owed)
-        };
-        if !was_online {
-            let mut go = self.hub.group_online.lock();
-            for g in groups {
-                go.entry(g).or_default().insert(user);
+            if active && !was_online {
+                // Nested shard → index lock (never the other way round): a join or removal of
+                // this user cannot slip between the two.
+                let mut go = self.hub.group_online.lock();
+                for g in slot.groups.iter().flatten() {
+                    go.entry(*g).or_default().insert(user);
+                }
             }
-        }
+            (run_owed, slot.membership_epoch != epoch)
+        };
         if run_owed {
             let d = self.clone();
             tokio::spawn(async move { d.flush(user).await });
         }
-        id
+        (id, stale)
+    }
+
+    /// The user's active groups, read again after a membership change raced the handshake:
+    /// applied when nothing changed since `epoch` (false: read once more).
+    pub fn set_groups(&self, user: i64, groups: Vec<i64>, epoch: u64) -> bool {
+        let mut shard = self.hub.shard(user).lock();
+        let Some(slot) = shard.get_mut(&user) else {
+            return true;
+        };
+        if slot.membership_epoch != epoch {
+            return false;
+        }
+        if !slot.online() {
+            return true;
+        }
+        let old = slot.groups.replace(groups.clone()).unwrap_or_default();
+        let mut go = self.hub.group_online.lock();
+        for g in old.iter().filter(|g| !groups.contains(g)) {
+            Self::index_remove(&mut go, *g, user);
+        }
+        for g in groups.iter().filter(|g| !old.contains(g)) {
+            go.entry(*g).or_default().insert(user);
+        }
+        true
+    }
+
+    fn index_remove(go: &mut HashMap<i64, HashSet<i64>>, group: i64, user: i64) {
+        if let Some(set) = go.get_mut(&group) {
+            set.remove(&user);
+            if set.is_empty() {
+                go.remove(&group);
+            }
+        }
     }
 
     /// A socket ended; `unconfirmed` entries written to it become pending again (R5).
     pub fn unregister(&self, user: i64, sock_id: u64) {
-        let mut offline_groups = None;
         {
             let mut shard = self.hub.shard(user).lock();
             let Some(slot) = shard.get_mut(&user) else {
@@ -224,9 +282,7 @@ impl Delivery {
                 }
                 slot.dirty = true;
             }
-            if !slot.online() {
-                offline_groups = slot.groups.take();
-            }
+            self.leave_index_if_offline(user, slot);
             if slot.sockets.is_empty()
                 && slot.connecting.is_empty()
                 && slot.owed.is_none()
@@ -235,7 +291,6 @@ impl Delivery {
                 shard.remove(&user);
             }
         }
-        self.drop_from_groups(user, offline_groups);
     }
 
     /// Open sockets of the user on this node (any token state).
@@ -265,6 +320,14 @@ impl Delivery {
                 tracing::warn!(error = %e, user, "persisting a delivery confirmation failed");
             }
         });
+    }
+
+    /// A proto-2 socket acknowledged everything up to `seq` (EXTENSION `ack`); resolves once it
+    /// is committed.
+    pub async fn acked(&self, user: i64, seq: i64) {
+        if let Err(e) = self.hub.persist_ack(user, seq).await {
+            tracing::warn!(error = %e, user, "persisting a proto-2 ack failed");
+        }
     }
 
     /// A socket's queue ran empty: if entries are waiting for it (a backlog larger than its
@@ -377,37 +440,30 @@ impl Delivery {
     }
 
     fn make_inert(&self, user: i64, jti: &str) {
-        let mut offline = None;
-        {
-            let mut shard = self.hub.shard(user).lock();
-            if let Some(slot) = shard.get_mut(&user) {
-                for s in slot.sockets.iter_mut().filter(|s| s.jti == jti) {
-                    s.inert = true;
-                }
-                if !slot.online() {
-                    offline = slot.groups.take();
-                }
+        let mut shard = self.hub.shard(user).lock();
+        if let Some(slot) = shard.get_mut(&user) {
+            for s in slot.sockets.iter_mut().filter(|s| s.jti == jti) {
+                s.inert = true;
             }
+            self.leave_index_if_offline(user, slot);
         }
-        self.drop_from_groups(user, offline);
     }
 
-    fn drop_from_groups(&self, user: i64, groups: Option<Vec<i64>>) {
-        if let Some(groups) = groups {
+    /// A user with no live socket left leaves the fan-out index (under the shard lock, so a
+    /// socket registering at the same time cannot be left out of it).
+    fn leave_index_if_offline(&self, user: i64, slot: &mut Slot) {
+        if slot.online() {
+            return;
+        }
+        if let Some(groups) = slot.groups.take() {
             let mut go = self.hub.group_online.lock();
             for g in groups {
-                if let Some(set) = go.get_mut(&g) {
-                    set.remove(&user);
-                    if set.is_empty() {
-                        go.remove(&g);
-                    }
-                }
+                Self::index_remove(&mut go, g, user);
             }
         }
     }
 
     fn kick(&self, user: i64, jti: &str, frame: Option<Arc<str>>) {
-        let mut offline = None;
         {
             let mut shard = self.hub.shard(user).lock();
             let Some(slot) = shard.get_mut(&user) else {
@@ -423,16 +479,16 @@ impl Delivery {
                 }
                 newest = false;
                 if s.proto2 {
-                    let _ = s.tx.try_send(Out::Fail("", 4001));
+                    // A full queue must not keep a kicked socket alive: abort it instead.
+                    if s.tx.try_send(Out::Fail("", 4001)).is_err() {
+                        s.abort.notify_one();
+                    }
                 } else if s.tx.try_send(Out::Drop).is_err() {
                     s.abort.notify_one();
                 }
             }
-            if !slot.online() {
-                offline = slot.groups.take();
-            }
+            self.leave_index_if_offline(user, slot);
         }
-        self.drop_from_groups(user, offline);
     }
 
     /// AF §3.7, D19: every socket of the user gets `你已被管理员禁用` and close 4003.
@@ -481,21 +537,19 @@ impl Delivery {
 
     // ----- group membership (fan-out index) -----
 
+    /// A committed join: the member's live entries of the group start now.
     pub fn member_joined(&self, group: i64, user: i64) {
-        let online = {
-            let mut shard = self.hub.shard(user).lock();
-            match shard.get_mut(&user) {
-                Some(slot) if slot.online() => {
-                    let gs = slot.groups.get_or_insert_with(Vec::new);
-                    if !gs.contains(&group) {
-                        gs.push(group);
-                    }
-                    true
-                }
-                _ => false,
-            }
+        let mut shard = self.hub.shard(user).lock();
+        let Some(slot) = shard.get_mut(&user) else {
+            return;
         };
-        if online {
+        slot.membership_epoch += 1;
+        slot.leaving.retain(|g| *g != group);
+        if slot.online() {
+            let gs = slot.groups.get_or_insert_with(Vec::new);
+            if !gs.contains(&group) {
+                gs.push(group);
+            }
             self.hub
                 .group_online
                 .lock()
@@ -505,16 +559,39 @@ impl Delivery {
         }
     }
 
-    pub fn member_left(&self, group: i64, user: i64) {
-        {
-            let mut shard = self.hub.shard(user).lock();
-            if let Some(slot) = shard.get_mut(&user) {
-                if let Some(gs) = slot.groups.as_mut() {
-                    gs.retain(|g| *g != group);
-                }
+    /// A removal is about to commit: until it has (or has failed), the member's entries of the
+    /// group are written from the store, which knows where the membership ends, never live —
+    /// so an entry committed after the removal cannot reach them (R8).
+    pub fn member_leaving(&self, group: i64, user: i64) {
+        let mut shard = self.hub.shard(user).lock();
+        if let Some(slot) = shard.get_mut(&user) {
+            slot.membership_epoch += 1;
+            if !slot.leaving.contains(&group) {
+                slot.leaving.push(group);
             }
         }
-        self.drop_from_groups(user, Some(vec![group]));
+    }
+
+    /// The removal announced by [`Delivery::member_leaving`] did not commit.
+    pub fn member_stays(&self, group: i64, user: i64) {
+        let mut shard = self.hub.shard(user).lock();
+        if let Some(slot) = shard.get_mut(&user) {
+            slot.leaving.retain(|g| *g != group);
+        }
+    }
+
+    /// A committed removal: the member leaves the group's fan-out.
+    pub fn member_left(&self, group: i64, user: i64) {
+        let mut shard = self.hub.shard(user).lock();
+        let Some(slot) = shard.get_mut(&user) else {
+            return;
+        };
+        slot.membership_epoch += 1;
+        slot.leaving.retain(|g| *g != group);
+        if let Some(gs) = slot.groups.as_mut() {
+            gs.retain(|g| *g != group);
+        }
+        Self::index_remove(&mut self.hub.group_online.lock(), group, user);
     }
 
     // ----- lifecycle -----
@@ -626,7 +703,8 @@ impl Hub {
                 slot.dirty = true;
                 return;
             };
-            if slot.dirty || slot.flushing {
+            let leaving = group.is_some_and(|(g, _)| slot.leaving.contains(&g));
+            if slot.dirty || slot.flushing || leaving {
                 slot.dirty = true;
                 if !slot.flushing {
                     slot.flushing = true;
@@ -680,23 +758,29 @@ impl Hub {
                     return;
                 }
                 slot.dirty = false;
+                // From here until the rows are filtered, settled entries are remembered: the
+                // read may predate their commit.
+                slot.reading = true;
+                slot.settled_ids.clear();
+                slot.settled_group.clear();
             }
-            let rows = match self.pending(user).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(error = %e, user, "reading pending entries failed");
-                    let mut shard = self.shard(user).lock();
-                    if let Some(slot) = shard.get_mut(&user) {
-                        slot.dirty = true;
-                        slot.flushing = false;
-                    }
-                    return;
-                }
-            };
+            let rows = self.pending(user).await;
             let ts = crate::time::now_ms();
             let mut shard = self.shard(user).lock();
             let Some(slot) = shard.get_mut(&user) else {
                 return;
+            };
+            slot.reading = false;
+            let settled_ids = std::mem::take(&mut slot.settled_ids);
+            let settled_group = std::mem::take(&mut slot.settled_group);
+            let rows = match rows {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, user, "reading pending entries failed");
+                    slot.dirty = true;
+                    slot.flushing = false;
+                    return;
+                }
             };
             let Some(chosen) = slot.chosen() else {
                 slot.flushing = false;
@@ -705,14 +789,18 @@ impl Hub {
             };
             let (sock_id, tx) = (chosen.id, chosen.tx.clone());
             for (row, group) in rows {
-                if slot.inflight.contains_key(&row.id) {
+                if slot.inflight.contains_key(&row.id)
+                    || settled_ids.contains(&row.id)
+                    || row.id <= slot.acked_upto
+                {
                     continue;
                 }
                 if let Some((g, s)) = group {
-                    if slot
-                        .confirmed_above
-                        .get(&g)
-                        .is_some_and(|set| set.contains(&s))
+                    if settled_group.contains(&(g, s))
+                        || slot
+                            .confirmed_above
+                            .get(&g)
+                            .is_some_and(|set| set.contains(&s))
                     {
                         continue;
                     }
@@ -796,6 +884,8 @@ impl Hub {
             }
         }
         let writer = self.writer.get().expect("the writer is set at start");
+        // Every guard (inflight, confirmed_above) stays until the confirmation has committed,
+        // and what is dropped while a flush reads is remembered as settled (no second write).
         if !inbox.is_empty() {
             writer
                 .confirm(vec![writer::Confirm::Inbox {
@@ -803,6 +893,15 @@ impl Hub {
                     entries: inbox.clone(),
                 }])
                 .await?;
+            let mut shard = self.shard(user).lock();
+            if let Some(slot) = shard.get_mut(&user) {
+                for id in &inbox {
+                    slot.inflight.remove(id);
+                    if slot.reading {
+                        slot.settled_ids.insert(*id);
+                    }
+                }
+            }
         }
         // A group cursor only moves past entries with nothing older still in flight.
         let mut advance = Vec::new();
@@ -811,21 +910,18 @@ impl Hub {
             let Some(slot) = shard.get_mut(&user) else {
                 return Ok(());
             };
-            for id in &inbox {
-                slot.inflight.remove(id);
-            }
             for (g, seqs) in &groups {
                 let above = slot.confirmed_above.entry(*g).or_default();
                 above.extend(seqs.iter().copied());
             }
-            let ids: Vec<i64> = entries.clone();
-            for id in ids {
+            // Confirmed group entries are guarded by `confirmed_above` from here on.
+            for id in &entries {
                 if slot
                     .inflight
-                    .get(&id)
+                    .get(id)
                     .is_some_and(|f| f.sock == sock_id && f.group.is_some())
                 {
-                    slot.inflight.remove(&id);
+                    slot.inflight.remove(id);
                 }
             }
             for g in groups.keys() {
@@ -845,22 +941,59 @@ impl Hub {
                     None => above.iter().next_back().copied(),
                 };
                 if let Some(u) = upto {
-                    *above = above.split_off(&(u + 1));
                     advance.push((*g, u));
-                }
-                if above.is_empty() {
-                    slot.confirmed_above.remove(g);
                 }
             }
         }
         if !advance.is_empty() {
             let list = advance
-                .into_iter()
-                .map(|(group, seq)| writer::Confirm::Cursor { user, group, seq })
+                .iter()
+                .map(|(group, seq)| writer::Confirm::Cursor {
+                    user,
+                    group: *group,
+                    seq: *seq,
+                })
                 .collect();
             writer.confirm(list).await?;
+            // Committed: the cursor now guards what `confirmed_above` guarded.
+            let mut shard = self.shard(user).lock();
+            if let Some(slot) = shard.get_mut(&user) {
+                for (g, u) in &advance {
+                    let Some(above) = slot.confirmed_above.get_mut(g) else {
+                        continue;
+                    };
+                    let kept = above.split_off(&(u + 1));
+                    let dropped = std::mem::replace(above, kept);
+                    if slot.reading {
+                        slot.settled_group.extend(dropped.into_iter().map(|s| (*g, s)));
+                    }
+                    if above.is_empty() {
+                        slot.confirmed_above.remove(g);
+                    }
+                }
+            }
         }
         self.prune(user);
+        Ok(())
+    }
+
+    /// A proto-2 ack: every entry of the user up to `seq` is delivered (MR §6.2 R5 c, §7.4) —
+    /// inbox rows and group cursors alike, so no socket of any kind replays it again.
+    async fn persist_ack(&self, user: i64, seq: i64) -> anyhow::Result<()> {
+        {
+            let shard = self.shard(user).lock();
+            if shard.get(&user).is_some_and(|s| s.acked_upto >= seq) {
+                return Ok(());
+            }
+        }
+        let writer = self.writer.get().expect("the writer is set at start");
+        writer
+            .confirm(vec![writer::Confirm::UpTo { user, seq }])
+            .await?;
+        let mut shard = self.shard(user).lock();
+        if let Some(slot) = shard.get_mut(&user) {
+            slot.acked_upto = slot.acked_upto.max(seq);
+        }
         Ok(())
     }
 }

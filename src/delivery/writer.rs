@@ -14,6 +14,8 @@ pub enum Confirm {
     Inbox { user: i64, entries: Vec<i64> },
     /// A member's group cursor moves up to `seq`.
     Cursor { user: i64, group: i64, seq: i64 },
+    /// Every entry of a user up to entry id `seq` is delivered (a proto-2 ack).
+    UpTo { user: i64, seq: i64 },
 }
 
 enum Job {
@@ -151,6 +153,7 @@ async fn commit(
     // A group message confirmed by many members moves all their cursors to the same seq.
     let mut cursors: std::collections::BTreeMap<(i64, i64), Vec<i64>> =
         std::collections::BTreeMap::new();
+    let mut upto: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
     for job in jobs {
         match job {
             Job::Append(a, _) => match appended.as_mut().and_then(|it| it.next()) {
@@ -167,6 +170,10 @@ async fn commit(
                         Confirm::Cursor { user, group, seq } => {
                             cursors.entry((*group, *seq)).or_default().push(*user)
                         }
+                        Confirm::UpTo { user, seq } => {
+                            let e = upto.entry(*user).or_insert(*seq);
+                            *e = (*e).max(*seq);
+                        }
                     }
                 }
                 out.push(Done::Confirmed);
@@ -180,6 +187,9 @@ async fn commit(
     timeline::confirm_inbox_pairs(&mut tx, &pairs).await?;
     for ((group, seq), users) in &cursors {
         timeline::advance_cursors(&mut tx, *group, *seq, users).await?;
+    }
+    for (user, seq) in &upto {
+        timeline::confirm_upto(&mut tx, *user, *seq).await?;
     }
     tx.commit().await?;
     if let Some((_, next)) = batched {

@@ -24,8 +24,10 @@ use crate::store::tokens::{ACTIVE, RETIRED};
 use crate::store::users::{self, UserRow};
 use crate::store::{groups, timeline};
 
+/// Largest inbound frame of a legacy socket (the client sends only pings).
 const LEGACY_MAX_FRAME: usize = 64 * 1024;
-const PROTO2_MAX_FRAME: usize = 1024 * 1024;
+/// Room beyond the body limit for a proto-2 `send` frame's envelope (`type`, `cid`, `payload`).
+const PROTO2_FRAME_SLACK: usize = 64 * 1024;
 /// Delay of the Ping that confirms a write burst.
 const CONFIRM_PING_DELAY: Duration = Duration::from_millis(200);
 
@@ -97,14 +99,19 @@ pub async fn ws_handler(
             jti: c.jti.clone(),
         }
     });
+    // A proto-2 `send` carries what API 二十 accepts: up to the body limit plus its envelope.
     let max = if proto2 {
-        PROTO2_MAX_FRAME
+        st.config.body_limit + PROTO2_FRAME_SLACK
     } else {
         LEGACY_MAX_FRAME
     };
+    // Outbound frames are never refused for their size: every entry the server accepted must
+    // be deliverable (a message just under the body limit, plus its names and group snapshot,
+    // is larger than any fixed cap; a refused write would drop the socket at every replay).
+    // Memory stays bounded by the per-socket queue of frames.
     ws.read_buffer_size(256)
         .write_buffer_size(0)
-        .max_write_buffer_size(256 * 1024)
+        .max_write_buffer_size(usize::MAX)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
@@ -202,9 +209,13 @@ async fn handshake(
     };
     let role = claims.role.clone();
     let now = crate::time::now_ms();
-    let groups = groups::active_group_ids(&st.db, user.id)
-        .await
-        .unwrap_or_default();
+    // The slot exists since the upgrade began (`connecting`): joins and removals committed from
+    // here on move its membership epoch.
+    let epoch = st.delivery.membership_epoch(user.id);
+    let groups = match groups::active_group_ids(&st.db, user.id).await {
+        Ok(g) => g,
+        Err(_) => return None,
+    };
     if !inert {
         // Connect sequence (MR §3.4): welcome, avatar notice, connect-time notices.
         let welcome = json!({"type": "system", "data": "欢迎您访问我们的系统！", "timestamp": now});
@@ -235,13 +246,27 @@ async fn handshake(
         abort: abort.clone(),
     };
     let uid = user.id;
-    let sock_id = st.delivery.register(uid, sock, groups);
+    let (sock_id, stale) = st.delivery.register(uid, sock, groups, epoch);
+    if stale {
+        // A join or removal raced the handshake: read the groups again until they hold.
+        for _ in 0..10 {
+            let epoch = st.delivery.membership_epoch(uid);
+            let Ok(fresh) = groups::active_group_ids(&st.db, uid).await else {
+                break;
+            };
+            if st.delivery.set_groups(uid, fresh, epoch) {
+                break;
+            }
+        }
+    }
     drop(guard);
     // Only what the session needs from here on: the connect-time values are freed.
+    let claims_jti: Box<str> = claims.jti.clone().into_boxed_str();
     drop((user, claims, role, token));
     let conn = Conn {
         st,
         user: uid,
+        jti: claims_jti,
         sock_id,
         proto2,
         written: Vec::new(),
@@ -300,8 +325,10 @@ enum End {
 
 struct Conn {
     st: AppState,
-    /// The user id only: a socket stays small (idle memory is a headline figure).
+    /// The user id and token id only: a socket stays small (idle memory is a headline figure).
     user: i64,
+    /// Checked again at every proto-2 `send`: a token ended while the socket is open sends nothing.
+    jti: Box<str>,
     sock_id: u64,
     proto2: bool,
     /// Entry ids written and not yet confirmed, in write order.
@@ -478,6 +505,14 @@ impl Conn {
                     self.written = keep;
                     self.marks.clear();
                     self.st.delivery.confirmed(self.user, self.sock_id, done);
+                    // The ack advances the same delivered state as a legacy confirmation (MR
+                    // §6.2 R5 c): nothing up to `seq` is replayed to any socket again. An ack
+                    // beyond what this user was ever given is clamped to their latest entry.
+                    let latest = timeline::latest_seq(&self.st.db, self.user).await.unwrap_or(0);
+                    let seq = seq.min(latest);
+                    if seq > 0 {
+                        self.st.delivery.acked(self.user, seq).await;
+                    }
                 }
             }
             Some("send") if self.proto2 => {
@@ -509,10 +544,19 @@ impl Conn {
             if cid.is_empty() {
                 return Err(crate::error::Error::Invalid("cid不能为空".into()));
             }
-            let req = crate::http::messaging::send_request(&params, Some(cid.clone()))?;
+            // The HTTP auth steps, at every send (AF §3.4): a disabled user, then an ended token.
             let me = users::by_id(&self.st.db, self.user)
                 .await?
+                .filter(|u| u.status != 0)
                 .ok_or_else(|| crate::error::Error::fail("当前用户不存在或者已被禁用"))?;
+            let state = crate::store::tokens::get(&self.st.db, &self.jti)
+                .await?
+                .filter(|t| t.user_id == me.id)
+                .map(|t| t.state);
+            if state != Some(ACTIVE) {
+                return Err(crate::error::Error::fail("Token 令牌不合法！"));
+            }
+            let req = crate::http::messaging::send_request(&params, Some(cid.clone()))?;
             messaging::send(&self.st, &me, req).await
         }
         .await;

@@ -95,6 +95,8 @@ pub enum Credential<'a> {
     Password(&'a str),
     /// `visitor_mode`: no password, session role forced to `visitor` (AF §6.1).
     VisitorMode,
+    /// The account was created by this very call with the password given (API 一).
+    JustRegistered,
 }
 
 /// The login procedure (AF §6.1). `device` binds the token (signed endpoints only).
@@ -111,18 +113,20 @@ pub async fn login(
         .ok_or_else(|| Error::fail("账号不存在或者被禁用"))?;
     let mut rehash = None;
     if let Credential::Password(pw) = cred {
-        check_login_limits(st, &user, ip).await?;
+        // The failure is counted before the (slow) verify, so parallel guesses cannot pass the
+        // limit: each takes a slot of the window, given back only when the password was right.
+        let reserved = reserve_login_failure(st, &user, ip).await?;
         match passwords::verify(pw, &user.password, st.config.argon2_memory_kib).await? {
-            Verified::Ok { rehash: r } => rehash = r,
-            Verified::Bad => {
-                count_login_failure(st, &user, ip).await;
-                return Err(Error::fail("账户或密码错误"));
+            Verified::Ok { rehash: r } => {
+                reserved.release(st).await;
+                rehash = r;
             }
+            Verified::Bad => return Err(Error::fail("账户或密码错误")),
         }
     }
     let role = match cred {
         Credential::VisitorMode => "visitor",
-        Credential::Password(_) => wire_role(&user.role),
+        Credential::Password(_) | Credential::JustRegistered => wire_role(&user.role),
     };
     let mut tx = st.db.begin().await?;
     users::touch_login(&mut tx, user.id, rehash.as_deref()).await?;
@@ -152,33 +156,62 @@ fn per_ip(st: &AppState, limit: u64) -> u64 {
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// AF §9 D10: too many failures for the account or the address → `账户或密码错误`.
-async fn check_login_limits(st: &AppState, user: &UserRow, ip: IpAddr) -> Result<()> {
-    let acct = st.config.login_fail_account_limit;
-    if acct > 0 && st.limiter.count(&format!("loginfail:u:{}", user.id)).await >= acct {
-        return Err(Error::fail("账户或密码错误"));
-    }
-    let ipl = per_ip(st, st.config.login_fail_ip_limit);
-    if ipl > 0 && st.limiter.count(&format!("loginfail:ip:{ip}")).await >= ipl {
-        return Err(Error::fail("账户或密码错误"));
-    }
-    Ok(())
+/// Failure slots taken before a password check (AF §9 D10); given back on success.
+struct Reserved {
+    keys: Vec<String>,
 }
 
-async fn count_login_failure(st: &AppState, user: &UserRow, ip: IpAddr) {
-    st.limiter
-        .hit(&format!("loginfail:u:{}", user.id), HOUR)
-        .await;
-    st.limiter.hit(&format!("loginfail:ip:{ip}"), HOUR).await;
+impl Reserved {
+    async fn release(self, st: &AppState) {
+        for k in &self.keys {
+            st.limiter.release(k).await;
+        }
+    }
 }
 
-/// API 一.
+/// AF §9 D10: too many failures for the account or the address → `账户或密码错误`. Otherwise a
+/// failure is counted now (the check that follows may fail), for the account and the address.
+async fn reserve_login_failure(st: &AppState, user: &UserRow, ip: IpAddr) -> Result<Reserved> {
+    let mut taken = Reserved { keys: Vec::new() };
+    let limits = [
+        (
+            format!("loginfail:u:{}", user.id),
+            st.config.login_fail_account_limit,
+        ),
+        (
+            format!("loginfail:ip:{ip}"),
+            per_ip(st, st.config.login_fail_ip_limit),
+        ),
+    ];
+    for (key, limit) in limits {
+        if limit == 0 {
+            continue;
+        }
+        if !st.limiter.try_hit(&key, limit, HOUR).await {
+            taken.release(st).await;
+            return Err(Error::fail("账户或密码错误"));
+        }
+        taken.keys.push(key);
+    }
+    Ok(taken)
+}
+
+/// API 一. Registrations are limited per address (`IMRS_REG_IP_LIMIT`); the new account logs
+/// in without verifying the password it was just given (one Argon2id hash per call, not two).
 pub async fn register(
     st: &AppState,
     username: &str,
     password: &str,
     ip: IpAddr,
 ) -> Result<Session> {
+    let limit = per_ip(st, st.config.reg_ip_limit);
+    if !st
+        .limiter
+        .try_hit(&format!("reg:ip:{ip}"), limit, HOUR)
+        .await
+    {
+        return Err(Error::fail("请求过于频繁，请1个小时后再试"));
+    }
     if users::by_username(&st.db, username).await?.is_some() {
         return Err(Error::fail("该账号已存在，请换一个账号注册"));
     }
@@ -186,7 +219,7 @@ pub async fn register(
     let mut tx = st.db.begin().await?;
     create_user(&mut tx, username, &hash).await?;
     tx.commit().await?;
-    login(st, username, Credential::Password(password), None, ip).await
+    login(st, username, Credential::JustRegistered, None, ip).await
 }
 
 /// Insert a registered user; a lost unique race answers like the pre-check (AF API 一 step 2).
@@ -343,17 +376,20 @@ pub async fn set_password(
     let user = users::active_by_id(&st.db, me.id)
         .await?
         .ok_or_else(|| Error::fail("用户不存在，无法修改密码"))?;
+    // Counted before the verify, like logins: parallel guesses cannot pass the limit.
     let key = format!("pwfail:u:{}", user.id);
     let limit = st.config.login_fail_account_limit;
-    if limit > 0 && st.limiter.count(&key).await >= limit {
+    if !st.limiter.try_hit(&key, limit, HOUR).await {
         return Err(Error::fail("原始密码错误，无法修改密码"));
     }
     if let Verified::Bad =
         passwords::verify(old, &user.password, st.config.argon2_memory_kib).await?
     {
-        st.limiter.hit(&key, HOUR).await;
         st.limiter.hit(&format!("loginfail:ip:{ip}"), HOUR).await;
         return Err(Error::fail("原始密码错误，无法修改密码"));
+    }
+    if limit > 0 {
+        st.limiter.release(&key).await;
     }
     let hash = passwords::hash(new, st.config.argon2_memory_kib).await?;
     users::set_column(&st.db, user.id, "password", Some(&hash)).await?;

@@ -73,18 +73,51 @@ pub async fn send(st: &AppState, me: &UserRow, req: SendRequest) -> Result<(Valu
             return Err(Error::fail("消息类型不合法"));
         }
     }
-    let client_id = req.client_msg_id.clone().filter(|c| valid_client_id(c));
+    let mut client_id = req.client_msg_id.clone().filter(|c| valid_client_id(c));
+    // One send at a time per (sender, conversation): the rules that read what was sent before
+    // (one message before friendship, MR §5.1; the idempotency key, §7.2) and the append that
+    // changes it cannot interleave with a parallel send on this node. The unique key on
+    // (from_id, client_msg_id) makes the key hold across nodes too.
+    let _serial = st
+        .locks
+        .lock(&format!("send:{}:{}:{}", me.id, req.chat_type, req.sendto_id))
+        .await;
     if let Some(key) = &client_id {
         let since = time::now_ms() - 24 * 3600 * 1000;
-        if let Some(m) = timeline::by_client_msg_id(&st.db, me.id, key, since).await? {
-            let body: Value = serde_json::from_str(&m.body).map_err(anyhow::Error::from)?;
-            return Ok((body, m.conv_seq));
+        match timeline::by_client_msg_id(&st.db, me.id, key, i64::MIN).await? {
+            Some(m) if m.create_time >= since => return stored_answer(&m),
+            // Older than 24 h: the key no longer dedupes; the new message is stored without it.
+            Some(_) => client_id = None,
+            None => {}
         }
     }
-    match req.chat_type.as_str() {
-        "group" => crate::services::groups::send(st, me, req, client_id).await,
-        _ => send_single(st, me, req, client_id).await,
+    let sent = match req.chat_type.as_str() {
+        "group" => crate::services::groups::send(st, me, req, client_id.clone()).await,
+        _ => send_single(st, me, req, client_id.clone()).await,
+    };
+    match (sent, &client_id) {
+        // A parallel send with the same key (another conversation, or another node) won the
+        // unique key: answer what it stored, as a repeat would be answered.
+        (Err(Error::Internal(e)), Some(key)) if is_unique_violation(&e) => {
+            match timeline::by_client_msg_id(&st.db, me.id, key, i64::MIN).await? {
+                Some(m) => stored_answer(&m),
+                None => Err(Error::Internal(e)),
+            }
+        }
+        (sent, _) => sent,
     }
+}
+
+fn is_unique_violation(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<sqlx::Error>())
+        .any(crate::store::is_unique_violation)
+}
+
+/// The answer to a repeated idempotency key: the original stored message.
+fn stored_answer(m: &timeline::MessageRow) -> Result<(Value, i64)> {
+    let body: Value = serde_json::from_str(&m.body).map_err(anyhow::Error::from)?;
+    Ok((body, m.conv_seq))
 }
 
 /// S6: the per-sender limit of accepted messages (single and group).

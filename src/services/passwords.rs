@@ -24,16 +24,35 @@ fn hash_sync(password: &str, memory_kib: u32) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("argon2: {e}"))
 }
 
-/// Argon2id PHC string (CPU-heavy: runs on the blocking pool).
+/// At most one hash or verify per core at a time: each costs ~19 MiB and a core for a few
+/// tens of milliseconds, so an unbounded number (300 parallel logins) would exhaust memory and
+/// starve every other request. Callers wait in arrival order (tokio's semaphore is fair).
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
+/// Run one hashing job on the blocking pool, within the bound of [`hashing_slots`].
+async fn bounded<T: Send + 'static>(
+    job: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let _slot = hashing_slots().acquire().await?;
+    tokio::task::spawn_blocking(job).await?
+}
+
+/// Argon2id PHC string (CPU-heavy: runs on the blocking pool, one per core at a time).
 pub async fn hash(password: &str, memory_kib: u32) -> anyhow::Result<String> {
     let pw = password.to_string();
-    tokio::task::spawn_blocking(move || hash_sync(&pw, memory_kib)).await?
+    bounded(move || hash_sync(&pw, memory_kib)).await
 }
 
 pub async fn verify(password: &str, stored: &str, memory_kib: u32) -> anyhow::Result<Verified> {
     let pw = password.to_string();
     let stored = stored.to_string();
-    tokio::task::spawn_blocking(move || {
+    bounded(move || {
         if stored.len() == 64 && stored.bytes().all(|b| b.is_ascii_hexdigit()) {
             let digest = hex::encode(Sha256::digest(pw.as_bytes()));
             if bool::from(
@@ -61,7 +80,7 @@ pub async fn verify(password: &str, stored: &str, memory_kib: u32) -> anyhow::Re
             },
         )
     })
-    .await?
+    .await
 }
 
 #[cfg(test)]

@@ -240,7 +240,7 @@ impl Tx {
 impl Db {
     pub async fn connect(url: &str, data_dir: &std::path::Path) -> anyhow::Result<Db> {
         if url.starts_with("sqlite:") {
-            std::fs::create_dir_all(data_dir)
+            crate::create_private_dir(data_dir)
                 .with_context(|| format!("creating data directory {}", data_dir.display()))?;
             let opts = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)

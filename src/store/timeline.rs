@@ -240,10 +240,49 @@ pub async fn advance_cursors(
     Ok(())
 }
 
+/// Everything of `user` up to entry id `seq` is delivered: inbox rows, and each group cursor up
+/// to the last entry of that group at or below `seq` (within the membership; never backwards).
+pub async fn confirm_upto(tx: &mut Tx, user: i64, seq: i64) -> sqlx::Result<()> {
+    tx.exec(
+        "UPDATE `im_inbox` SET `delivered` = 1 WHERE `user_id` = ? AND `delivered` = 0 AND `entry_id` <= ?",
+        args![user, seq],
+    )
+    .await?;
+    let sql = "SELECT c.`group_id`, MAX(e.`conv_seq`) FROM `im_group_cursor` c \
+JOIN `im_entry` e ON e.`conv_key` = c.`conv_key` AND e.`conv_seq` > c.`delivered_seq` AND e.`id` <= ? \
+WHERE c.`user_id` = ? GROUP BY c.`group_id`";
+    let rows: Vec<(i64, Option<i64>)> = tx.all(sql, args![seq, user]).await?;
+    for (group, top) in rows {
+        let Some(top) = top else { continue };
+        let sql = "UPDATE `im_group_cursor` SET `delivered_seq` = CASE WHEN `left_seq` IS NOT NULL AND `left_seq` < ? THEN `left_seq` ELSE ? END \
+WHERE `user_id` = ? AND `group_id` = ? AND `delivered_seq` < ?";
+        tx.exec(sql, args![top, top, user, group, top]).await?;
+    }
+    Ok(())
+}
+
 /// Open (or reopen) a member's cursor at the group's current end: they receive what follows.
 pub async fn open_cursor(tx: &mut Tx, group_id: i64, user: i64) -> sqlx::Result<()> {
     let key = group_key(group_id);
     let last = last_seq(tx, &key).await?;
+    // A re-join replaces the cursor: what the earlier membership still owed the member (entries
+    // up to where it ended, beyond its delivered cursor) becomes individually addressed first,
+    // so it is still delivered once, in commit order.
+    let old: Option<(i64, Option<i64>, i64)> = tx
+        .opt(
+            "SELECT `join_seq`,`left_seq`,`delivered_seq` FROM `im_group_cursor` WHERE `group_id` = ? AND `user_id` = ?",
+            args![group_id, user],
+        )
+        .await?;
+    if let Some((join_seq, left_seq, delivered)) = old {
+        let from = delivered.max(join_seq - 1);
+        let to = left_seq.unwrap_or(last);
+        if to > from {
+            let sql = "INSERT INTO `im_inbox` (`user_id`,`entry_id`,`delivered`) SELECT ?, e.`id`, 0 FROM `im_entry` e \
+WHERE e.`conv_key` = ? AND e.`conv_seq` > ? AND e.`conv_seq` <= ? AND NOT (e.`kind` = 1 AND e.`from_id` = ?)";
+            tx.exec(sql, args![user, &key, from, to, user]).await?;
+        }
+    }
     tx.exec(
         "DELETE FROM `im_group_cursor` WHERE `group_id` = ? AND `user_id` = ?",
         args![group_id, user],

@@ -8,6 +8,9 @@ use crate::args;
 pub const ACTIVE: i64 = 1;
 pub const RETIRED: i64 = 2;
 pub const REVOKED: i64 = 3;
+/// Revoked by an operator (ban, delete): like `REVOKED` everywhere, but never retired again by a
+/// later signed request of its device (a ban must not come back as an inert session).
+pub const BANNED: i64 = 4;
 
 #[derive(Debug, Clone, FromRow)]
 pub struct TokenRow {
@@ -94,12 +97,13 @@ pub async fn retire_revoked_of_device(tx: &mut Tx, device: &str) -> sqlx::Result
     Ok(())
 }
 
-/// Revoke every token of a user that is not already revoked (ban, delete); returns the ones that ended.
+/// Revoke every token of a user for good (ban, delete: state `BANNED`, never retired again);
+/// returns the ones that were still live.
 pub async fn revoke_all(tx: &mut Tx, user_id: i64) -> sqlx::Result<Vec<TokenRow>> {
-    let sql = format!("SELECT {COLS} FROM `im_token` WHERE `user_id` = ? AND `state` <> 3");
-    let rows: Vec<TokenRow> = tx.all(&sql, args![user_id]).await?;
     let sql =
-        "UPDATE `im_token` SET `state` = 3, `end_time` = ? WHERE `user_id` = ? AND `state` <> 3";
+        format!("SELECT {COLS} FROM `im_token` WHERE `user_id` = ? AND `state` NOT IN (3, 4)");
+    let rows: Vec<TokenRow> = tx.all(&sql, args![user_id]).await?;
+    let sql = "UPDATE `im_token` SET `state` = 4, `end_time` = COALESCE(`end_time`, ?) WHERE `user_id` = ? AND `state` <> 4";
     tx.exec(sql, args![crate::time::now_db(), user_id]).await?;
     Ok(rows)
 }

@@ -290,11 +290,20 @@ pub struct Media {
 }
 
 impl Media {
-    pub fn new(config: &Config) -> anyhow::Result<Media> {
+    /// With `serving`, temporary poster files left by an interrupted decoder (older than an hour,
+    /// so never one that a running process is still writing) are removed.
+    pub fn new(config: &Config, serving: bool) -> anyhow::Result<Media> {
         let posters = config.data_dir.join("cache").join("posters");
         std::fs::create_dir_all(&posters)?;
+        let stale = |e: &std::fs::DirEntry| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(3600))
+        };
         for entry in std::fs::read_dir(&posters)?.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(".tmp") {
+            if serving && entry.file_name().to_string_lossy().starts_with(".tmp") && stale(&entry) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
