@@ -84,8 +84,10 @@ settings! {
     /// Maximum member rows per group
     group_max_members: u64 = 500, "IMRS_GROUP_MAX_MEMBERS";
     /// Member rows listed in a group message's `group` snapshot, the first ones by id (0 = every
-    /// active member, up to the group maximum)
-    group_snapshot_members: u64 = 0, "IMRS_GROUP_SNAPSHOT_MEMBERS";
+    /// active member, up to the group maximum). The client reads only `user_id`, `remark` and
+    /// `invite_confirm` of it (GR GA20), so the default keeps a frame's size independent of the
+    /// group's
+    group_snapshot_members: u64 = 20, "IMRS_GROUP_SNAPSHOT_MEMBERS";
     /// Self-joins (API 三十六 with `user_id` = me) per user per hour (0 disables)
     group_join_limit: u64 = 60, "IMRS_GROUP_JOIN_LIMIT";
     /// Invitations of others (API 三十六) per user per hour (0 disables)

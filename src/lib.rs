@@ -60,7 +60,13 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = http::router(self.state.clone());
-        let background = tokio::spawn(maintenance(self.state.clone()));
+        let node = uuid::Uuid::new_v4().simple().to_string();
+        // Report at once, so an operator command that starts now waits for this node.
+        let seen = store::admin::latest(&self.state.db).await.unwrap_or(0);
+        if let Err(e) = store::admin::node_seen(&self.state.db, &node, seen, time::now_ms()).await {
+            tracing::warn!(error = %e, "registering this node failed");
+        }
+        let background = tokio::spawn(maintenance(self.state.clone(), node.clone(), seen));
         let delivery = self.state.delivery.clone();
         // Websockets end without a Close frame when the server stops (MR §3.8).
         let stop = async move {
@@ -74,17 +80,24 @@ impl App {
         .with_graceful_shutdown(stop)
         .await?;
         background.abort();
+        let _ = store::admin::node_gone(&self.state.db, &node).await;
         self.state.db.close().await;
         Ok(())
     }
 }
 
+/// How often a node looks for operator events (and so the longest an `imrs admin` command waits).
+const ADMIN_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// A node that has not reported for this long is not waited for.
+pub const NODE_ALIVE_MS: i64 = 3_000;
+
 /// Periodic work: apply operator bans made by other processes (`imrs admin ban`) to this node's
-/// sockets, forget ended tokens past their retention, sweep old unreferenced screenshots (S10).
-async fn maintenance(st: AppState) {
-    let mut last = store::admin::latest(&st.db).await.unwrap_or(0);
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+/// sockets and caches, and report which events were applied (the command waits for that), forget
+/// ended tokens past their retention, sweep old unreferenced screenshots (S10).
+async fn maintenance(st: AppState, node: String, mut last: i64) {
+    let mut tick = tokio::time::interval(ADMIN_POLL);
     let mut n: u64 = 0;
+    let mut reported: Option<(i64, i64)> = None;
     loop {
         tick.tick().await;
         if let Ok(rows) = store::admin::after(&st.db, last).await {
@@ -99,7 +112,19 @@ async fn maintenance(st: AppState) {
                 last = id;
             }
         }
-        if n.is_multiple_of(21_600) {
+        // Report when something was applied, and as a heartbeat every second.
+        let now = time::now_ms();
+        let due = match reported {
+            Some((seen, at)) => seen != last || now - at >= 1_000,
+            None => true,
+        };
+        if due {
+            match store::admin::node_seen(&st.db, &node, last, now).await {
+                Ok(()) => reported = Some((last, now)),
+                Err(e) => tracing::warn!(error = %e, "reporting this node's applied events failed"),
+            }
+        }
+        if n.is_multiple_of(216_000) {
             if let Err(e) = store::tokens::prune(&st.db, st.config.ended_token_days).await {
                 tracing::warn!(error = %e, "pruning ended tokens failed");
             }
@@ -110,6 +135,20 @@ async fn maintenance(st: AppState) {
             }
         }
         n += 1;
+    }
+}
+
+/// After an operator change (event `event`), wait until every running node has applied it, so
+/// that its effect is in force everywhere when the command returns. False on timeout.
+pub async fn wait_for_nodes(db: &Db, event: i64, timeout: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let alive_since = time::now_ms() - NODE_ALIVE_MS;
+        match store::admin::nodes_behind(db, event, alive_since).await {
+            Ok(behind) if behind.is_empty() => return true,
+            Ok(_) | Err(_) if tokio::time::Instant::now() >= deadline => return false,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
     }
 }
 

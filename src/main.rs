@@ -102,10 +102,16 @@ async fn admin(config: Config, cmd: Admin) -> anyhow::Result<()> {
     match cmd {
         Admin::Ban { user_id } | Admin::Unban { user_id } => {
             let enable = matches!(cmd, Admin::Unban { .. });
-            let found = accounts::set_enabled(&st, user_id, enable)
+            let event = accounts::set_enabled(&st, user_id, enable)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            anyhow::ensure!(found, "no user with id {user_id}");
+            let Some(event) = event else {
+                anyhow::bail!("no user with id {user_id}");
+            };
+            // Return only once every running server has applied it: its effect is immediate.
+            if !imrs::wait_for_nodes(&st.db, event, std::time::Duration::from_secs(10)).await {
+                eprintln!("warning: a running server has not applied the change within 10 s");
+            }
             println!(
                 "user {user_id} {}",
                 if enable { "enabled" } else { "disabled" }

@@ -397,11 +397,13 @@ pub async fn set_password(
 }
 
 /// Operator disable/enable (AF §3.7, §8): disabling revokes every token and ends the user's sockets
-/// with `你已被管理员禁用` + 4003 (on this node now; other processes pick the event up).
-pub async fn set_enabled(st: &AppState, user_id: i64, enabled: bool) -> Result<bool> {
+/// with `你已被管理员禁用` + 4003 (on this node now; other processes apply the event, and
+/// [`crate::wait_for_nodes`] waits until they have). Returns the event's id, `None` for an
+/// unknown user.
+pub async fn set_enabled(st: &AppState, user_id: i64, enabled: bool) -> Result<Option<i64>> {
     let mut tx = st.db.begin().await?;
     let Some(_) = users::by_id_tx(&mut tx, user_id).await? else {
-        return Ok(false);
+        return Ok(None);
     };
     users::set_status(&mut tx, user_id, if enabled { 1 } else { 0 }).await?;
     if !enabled {
@@ -410,10 +412,10 @@ pub async fn set_enabled(st: &AppState, user_id: i64, enabled: bool) -> Result<b
     }
     // Running servers (other processes) apply it to their sockets and caches.
     let kind = if enabled { "enable" } else { "disable" };
-    crate::store::admin::record(&mut tx, user_id, kind).await?;
+    let event = crate::store::admin::record(&mut tx, user_id, kind).await?;
     tx.commit().await?;
     if !enabled {
         st.delivery.user_disabled(user_id);
     }
-    Ok(true)
+    Ok(Some(event))
 }

@@ -568,13 +568,14 @@ pub async fn delete_or_quit(st: &AppState, me: &UserRow, id: i64) -> Result<()> 
             vec![]
         }
     };
+    // Until the removal commits, the leaving members' entries of this group come from the
+    // store (which knows where the membership ends), never live (R8).
+    let leaving = Leaving::new(st, id, &left);
     for u in &left {
         timeline::close_cursor(&mut tx, id, *u).await?;
     }
     tx.commit().await?;
-    for u in &left {
-        st.delivery.member_left(id, *u);
-    }
+    leaving.committed();
     let users = users_of(st, &rows).await?;
     let now = time::now_ms();
     let at = time::local_slash(now, &st.config.display_tz);
@@ -613,6 +614,8 @@ pub async fn remove_member(st: &AppState, me: &UserRow, group_id: i64, user_id: 
     }
     let row = groups::member_tx(&mut tx, group_id, user_id).await?;
     let was_active = row.as_ref().is_some_and(|r| r.status == 1);
+    let removed: &[i64] = if was_active { &[user_id] } else { &[] };
+    let leaving = Leaving::new(st, group_id, removed);
     if row.is_some() {
         groups::delete_member(&mut tx, group_id, user_id).await?;
     }
@@ -621,10 +624,49 @@ pub async fn remove_member(st: &AppState, me: &UserRow, group_id: i64, user_id: 
     }
     recompute_mosaic(&mut tx, group_id).await?;
     tx.commit().await?;
-    if was_active {
-        st.delivery.member_left(group_id, user_id);
-    }
+    leaving.committed();
     Ok(())
+}
+
+/// Members being removed from a group by a transaction that has not committed yet: delivery is
+/// told before the commit ([`crate::delivery::Delivery::member_leaving`]) and after it (`committed`,
+/// or, if the transaction fails, on drop: they stay).
+struct Leaving<'a> {
+    st: &'a AppState,
+    group: i64,
+    users: Vec<i64>,
+    done: bool,
+}
+
+impl<'a> Leaving<'a> {
+    fn new(st: &'a AppState, group: i64, users: &[i64]) -> Leaving<'a> {
+        for u in users {
+            st.delivery.member_leaving(group, *u);
+        }
+        Leaving {
+            st,
+            group,
+            users: users.to_vec(),
+            done: false,
+        }
+    }
+
+    fn committed(mut self) {
+        self.done = true;
+        for u in &self.users {
+            self.st.delivery.member_left(self.group, *u);
+        }
+    }
+}
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            for u in &self.users {
+                self.st.delivery.member_stays(self.group, *u);
+            }
+        }
+    }
 }
 
 /// API 三十七.

@@ -246,7 +246,7 @@ async fn ban(app: &TestApp, id: i64, enabled: bool) {
     let found = imrs::services::accounts::set_enabled(&app.state, id, enabled)
         .await
         .expect("set_enabled");
-    assert!(found);
+    assert!(found.is_some());
 }
 
 async fn set_user_info(app: &TestApp, token: &str, field: &str, value: Value) -> Resp {
