@@ -99,9 +99,11 @@ fn sniff(head: &[u8]) -> Option<Family> {
         MatcherType::Archive => Some(Family::Archive),
         _ => None,
     });
-    // Any ISO base media brand, and MPEG audio frames without an ID3 tag, that `infer` omits.
+    // Any ISO base media brand, any EBML (webm/matroska: browsers' MediaRecorder writes headers
+    // `infer` does not recognise, and H5 records webm), and MPEG audio frames without an ID3 tag.
     found.or_else(|| match head {
         [_, _, _, _, b'f', b't', b'y', b'p', ..] => Some(Family::Video),
+        [0x1A, 0x45, 0xDF, 0xA3, ..] => Some(Family::Video),
         [0xFF, b, ..] if b & 0xE0 == 0xE0 => Some(Family::Audio),
         _ => None,
     })
@@ -711,6 +713,9 @@ mod tests {
         assert!(!content_matches(Family::Image, b""));
         let mp4 = b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom";
         assert!(content_matches(Family::Video, mp4));
+        // webm as Chrome's MediaRecorder writes it (EBML header, unknown-size segment).
+        let webm = b"\x1a\x45\xdf\xa3\x01\x00\x00\x00\x00\x00\x00\x1fB\x86\x81\x01B\xf7\x81\x01";
+        assert!(content_matches(Family::Video, webm));
         assert!(
             content_matches(Family::Audio, mp4),
             "an m4a is an mp4 container"
