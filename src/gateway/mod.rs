@@ -304,10 +304,23 @@ impl Conn {
             self.st.delivery.confirmed(self.user, self.sock_id, written);
         }
         if let End::Closed(code) = reason {
-            let _ = socket.send(close(code)).await;
+            // A peer that does not read cannot hold the task: the Close frame gets a few seconds.
+            let _ = tokio::time::timeout(CLOSE_WRITE_WAIT, socket.send(close(code))).await;
         }
         // Whatever this socket was given and did not confirm becomes pending again.
         self.st.delivery.unregister(self.user, self.sock_id);
+    }
+}
+
+/// How long a Close frame may take to write before the connection is simply dropped.
+const CLOSE_WRITE_WAIT: Duration = Duration::from_secs(5);
+
+/// Write one frame unless the socket is aborted first (a kick, a ban or an overflow must end a
+/// socket whose peer stopped reading, whose write would otherwise never finish). False: end it.
+async fn write_or_abort(socket: &mut WebSocket, msg: Message, abort: &Notify) -> bool {
+    tokio::select! {
+        r = socket.send(msg) => r.is_ok(),
+        _ = abort.notified() => false,
     }
 }
 
@@ -373,10 +386,10 @@ impl Conn {
                 out = rx.recv() => {
                     let Some(out) = out else { return End::Dropped };
                     match out {
-                        Out::Text(f) => { if socket.send(text(&f)).await.is_err() { return End::Dropped; } }
+                        Out::Text(f) => { if !write_or_abort(socket, text(&f), &abort).await { return End::Dropped; } }
                         Out::Entry { frame, seq, conv_seq } => {
                             let f = if self.proto2 { crate::delivery::proto2_frame(&frame, seq, conv_seq) } else { frame };
-                            if socket.send(text(&f)).await.is_err() { return End::Dropped; }
+                            if !write_or_abort(socket, text(&f), &abort).await { return End::Dropped; }
                             if self.confirm_on_write && !self.proto2 {
                                 self.st.delivery.confirmed(self.user, self.sock_id, vec![seq]);
                             } else {
@@ -391,7 +404,7 @@ impl Conn {
                             }
                         }
                         Out::Fail(t, code) => {
-                            if !t.is_empty() { let _ = socket.send(fail_frame(t)).await; }
+                            if !t.is_empty() && !write_or_abort(socket, fail_frame(t), &abort).await { return End::Dropped; }
                             return End::Closed(code);
                         }
                         Out::Drop => return End::Dropped,

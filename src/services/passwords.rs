@@ -49,7 +49,15 @@ pub async fn hash(password: &str, memory_kib: u32) -> anyhow::Result<String> {
     bounded(move || hash_sync(&pw, memory_kib)).await
 }
 
+/// Password checks run since start (a counter for tests and metrics).
+pub fn verifications() -> u64 {
+    VERIFIED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static VERIFIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub async fn verify(password: &str, stored: &str, memory_kib: u32) -> anyhow::Result<Verified> {
+    VERIFIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let pw = password.to_string();
     let stored = stored.to_string();
     bounded(move || {

@@ -44,10 +44,10 @@ const NOTICE_KEYS: &[&str] = &[
 // helpers
 
 #[derive(Clone)]
-struct U {
-    id: i64,
-    token: String,
-    name: String,
+pub(crate) struct U {
+    pub(crate) id: i64,
+    pub(crate) token: String,
+    pub(crate) name: String,
 }
 
 impl U {
@@ -57,7 +57,7 @@ impl U {
 }
 
 /// A registered user whose avatar is `https://cdn.example/<name>.png`.
-async fn user(app: &TestApp, name: &str) -> U {
+pub(crate) async fn user(app: &TestApp, name: &str) -> U {
     let (id, token, _) = app.register(name).await;
     app.state
         .db
@@ -74,7 +74,7 @@ async fn user(app: &TestApp, name: &str) -> U {
     }
 }
 
-async fn visitor(app: &TestApp) -> U {
+pub(crate) async fn visitor(app: &TestApp) -> U {
     let d = app.visitor(&device_id()).await;
     U {
         id: d["id"].as_i64().expect("id"),
@@ -112,7 +112,7 @@ async fn newest_group(app: &TestApp, owner: i64) -> i64 {
 }
 
 /// `owner` befriends every member and creates a group with all of them; returns the group id.
-async fn make_group(app: &TestApp, owner: &U, members: &[&U]) -> i64 {
+pub(crate) async fn make_group(app: &TestApp, owner: &U, members: &[&U]) -> i64 {
     for m in members {
         app.befriend((owner.id, &owner.name), (m.id, &m.name)).await;
     }
@@ -146,7 +146,7 @@ async fn make_group(app: &TestApp, owner: &U, members: &[&U]) -> i64 {
     newest_group(app, owner.id).await
 }
 
-async fn member_rows(app: &TestApp, gid: i64) -> Vec<(i64, i64)> {
+pub(crate) async fn member_rows(app: &TestApp, gid: i64) -> Vec<(i64, i64)> {
     app.state
         .db
         .all::<(i64, i64)>(
@@ -180,7 +180,7 @@ async fn count(app: &TestApp, table: &str) -> i64 {
         .0
 }
 
-async fn invite(app: &TestApp, who: &U, gid: i64, user_id: i64) -> Resp {
+pub(crate) async fn invite(app: &TestApp, who: &U, gid: i64, user_id: i64) -> Resp {
     app.post(
         "/api/chat/groupInviteUser",
         Some(&who.token),
@@ -189,7 +189,7 @@ async fn invite(app: &TestApp, who: &U, gid: i64, user_id: i64) -> Resp {
     .await
 }
 
-async fn set_mode(app: &TestApp, owner: &U, gid: i64, mode: i64) {
+pub(crate) async fn set_mode(app: &TestApp, owner: &U, gid: i64, mode: i64) {
     let r = app
         .post(
             "/api/chat/groupAddUserSet",
@@ -200,7 +200,7 @@ async fn set_mode(app: &TestApp, owner: &U, gid: i64, mode: i64) {
     assert_eq!(r.ok(), &json!("设置成功"));
 }
 
-async fn decide(app: &TestApp, owner: &U, gid: i64, user_id: i64, kind: &str) -> Resp {
+pub(crate) async fn decide(app: &TestApp, owner: &U, gid: i64, user_id: i64, kind: &str) -> Resp {
     app.post(
         "/api/chat/groupAgreeOrNo",
         Some(&owner.token),
@@ -209,7 +209,7 @@ async fn decide(app: &TestApp, owner: &U, gid: i64, user_id: i64, kind: &str) ->
     .await
 }
 
-async fn send_group(app: &TestApp, who: &U, gid: i64, text: &str) -> Resp {
+pub(crate) async fn send_group(app: &TestApp, who: &U, gid: i64, text: &str) -> Resp {
     app.post(
         "/api/chat/socket/sendmessage",
         Some(&who.token),
