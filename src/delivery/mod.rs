@@ -965,7 +965,8 @@ impl Hub {
                     let kept = above.split_off(&(u + 1));
                     let dropped = std::mem::replace(above, kept);
                     if slot.reading {
-                        slot.settled_group.extend(dropped.into_iter().map(|s| (*g, s)));
+                        slot.settled_group
+                            .extend(dropped.into_iter().map(|s| (*g, s)));
                     }
                     if above.is_empty() {
                         slot.confirmed_above.remove(g);

@@ -521,7 +521,9 @@ impl Conn {
                     // The ack advances the same delivered state as a legacy confirmation (MR
                     // §6.2 R5 c): nothing up to `seq` is replayed to any socket again. An ack
                     // beyond what this user was ever given is clamped to their latest entry.
-                    let latest = timeline::latest_seq(&self.st.db, self.user).await.unwrap_or(0);
+                    let latest = timeline::latest_seq(&self.st.db, self.user)
+                        .await
+                        .unwrap_or(0);
                     let seq = seq.min(latest);
                     if seq > 0 {
                         self.st.delivery.acked(self.user, seq).await;

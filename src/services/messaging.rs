@@ -80,7 +80,10 @@ pub async fn send(st: &AppState, me: &UserRow, req: SendRequest) -> Result<(Valu
     // (from_id, client_msg_id) makes the key hold across nodes too.
     let _serial = st
         .locks
-        .lock(&format!("send:{}:{}:{}", me.id, req.chat_type, req.sendto_id))
+        .lock(&format!(
+            "send:{}:{}:{}",
+            me.id, req.chat_type, req.sendto_id
+        ))
         .await;
     if let Some(key) = &client_id {
         let since = time::now_ms() - 24 * 3600 * 1000;

@@ -15,7 +15,11 @@ const BAD_TOKEN: &str = "Token 令牌不合法！";
 /// A proto-2 socket, read up to its `synced` frame; returns it and the frames before `synced`.
 async fn proto2(app: &TestApp, token: &str, since: Option<i64>) -> (Ws, Vec<Value>) {
     let since = since.map(|s| format!("&since={s}")).unwrap_or_default();
-    let mut ws = Ws::open_url(&format!("ws://{}/ws?token={token}&proto=2{since}", app.addr)).await;
+    let mut ws = Ws::open_url(&format!(
+        "ws://{}/ws?token={token}&proto=2{since}",
+        app.addr
+    ))
+    .await;
     let mut got = Vec::new();
     loop {
         let f = ws
@@ -33,7 +37,9 @@ fn chats(frames: &[Value]) -> Vec<Value> {
     frames
         .iter()
         .filter(|f| {
-            f["type"] == "singleChat" && f["data"]["type"] == "text" && f["data"]["from_id"].is_i64()
+            f["type"] == "singleChat"
+                && f["data"]["type"] == "text"
+                && f["data"]["from_id"].is_i64()
         })
         .cloned()
         .collect()
@@ -90,7 +96,9 @@ async fn a_message_just_under_the_body_limit_reaches_every_client_and_blocks_not
     app.send_text(&ta, b, "after the big one").await.ok();
     let mut wb = Ws::connect(&app, &tb).await;
     app.offline(&tb).await.ok();
-    let first = next_text(&mut wb).await.expect("the big message is replayed");
+    let first = next_text(&mut wb)
+        .await
+        .expect("the big message is replayed");
     assert_eq!(text_of(&first).len(), big.len());
     assert_eq!(text_of(&first), big);
     let second = next_text(&mut wb).await.expect("the next message");
@@ -118,7 +126,10 @@ async fn a_message_just_under_the_body_limit_reaches_every_client_and_blocks_not
             p2_texts.push(text_of(&f["data"]));
         }
     }
-    assert_eq!(p2_texts, vec![big.clone(), "after the second big one".into()]);
+    assert_eq!(
+        p2_texts,
+        vec![big.clone(), "after the second big one".into()]
+    );
 
     // A reconnect replays nothing more: the socket was never dropped, everything was confirmed
     // (reading for a moment answers the confirming Pings).
@@ -385,7 +396,9 @@ async fn a_group_backlog_larger_than_the_queue_arrives_once_in_order() {
     let m = user(&app, "backlog1").await;
     let gid = make_group(&app, &owner, &[&m]).await;
     for i in 0..150 {
-        send_group(&app, &owner, gid, &format!("b{i:03}")).await.ok();
+        send_group(&app, &owner, gid, &format!("b{i:03}"))
+            .await
+            .ok();
     }
     for round in 0..2 {
         let mut ws = Ws::connect(&app, &m.token).await;
@@ -428,7 +441,11 @@ async fn a_proto2_ack_confirms_in_the_store_for_every_kind_of_socket() {
         got.iter().map(|f| text_of(&f["data"])).collect::<Vec<_>>(),
         vec!["one0", "grp0", "one1", "grp1", "one2", "grp2"]
     );
-    let top = got.iter().filter_map(|f| f["seq"].as_i64()).max().expect("seq");
+    let top = got
+        .iter()
+        .filter_map(|f| f["seq"].as_i64())
+        .max()
+        .expect("seq");
     p2.send_text(&json!({"type": "ack", "seq": top}).to_string())
         .await;
     // The ack is committed before the next frame is read: a ping answers after it.
@@ -441,7 +458,11 @@ async fn a_proto2_ack_confirms_in_the_store_for_every_kind_of_socket() {
     // …and neither does a legacy socket.
     let mut ws = Ws::connect(&app, &b.token).await;
     app.offline(&b.token).await.ok();
-    assert!(ws.drain_chats(QUIET).await.iter().all(|d| d["type"] != "text"));
+    assert!(ws
+        .drain_chats(QUIET)
+        .await
+        .iter()
+        .all(|d| d["type"] != "text"));
 }
 
 // ----- 6. ended tokens on proto-2 ----------------------------------------------------------------
@@ -463,7 +484,11 @@ async fn ws_send(ws: &mut Ws, to: i64, cid: &str) -> Value {
 
 fn refused(ack: &Value, text: &str) {
     assert_eq!(
-        (ack["ok"].clone(), ack["status"].clone(), ack["data"].clone()),
+        (
+            ack["ok"].clone(),
+            ack["status"].clone(),
+            ack["data"].clone()
+        ),
         (json!(false), json!(400), json!(text)),
         "{ack}"
     );
@@ -477,7 +502,9 @@ async fn after_logout_a_proto2_socket_sends_nothing() {
     app.befriend((a, "endtok01"), (b, "endtok02")).await;
     let (mut p2, _) = proto2(&app, &ta, None).await;
     assert_eq!(ws_send(&mut p2, b, "before").await["ok"], json!(true));
-    app.post("/api/chat/logout", Some(&ta), json!({})).await.ok();
+    app.post("/api/chat/logout", Some(&ta), json!({}))
+        .await
+        .ok();
     refused(&ws_send(&mut p2, b, "after-logout").await, BAD_TOKEN);
     // A socket opened with the retired token is inert: it cannot send either.
     let mut inert = Ws::open_url(&format!("ws://{}/ws?token={ta}&proto=2", app.addr)).await;
@@ -501,10 +528,7 @@ async fn a_kicked_proto2_socket_ends_even_with_a_full_queue_and_sends_nothing() 
     let (b, tb, _) = app.register("kickp202").await;
     app.befriend((a, "kickp201"), (b, "kickp202")).await;
     let dev1 = device_id();
-    let (sign, body) = signed_body(
-        &dev1,
-        json!({"username": "kickp201", "password": "123456"}),
-    );
+    let (sign, body) = signed_body(&dev1, json!({"username": "kickp201", "password": "123456"}));
     let t1 = app
         .post_signed("/api/visitorloginChat", Some(&sign), body)
         .await
@@ -516,16 +540,18 @@ async fn a_kicked_proto2_socket_ends_even_with_a_full_queue_and_sends_nothing() 
     // The peer stops reading while large frames pile up: the socket's queue fills.
     let big = "z".repeat(200_000);
     for _ in 0..40 {
-        send_json(&app, &tb, a, json!({"data": big, "dataType": false, "otherData": null}))
-            .await
-            .ok();
+        send_json(
+            &app,
+            &tb,
+            a,
+            json!({"data": big, "dataType": false, "otherData": null}),
+        )
+        .await
+        .ok();
     }
     // A login from another device kicks the token: the socket must end.
     let dev2 = device_id();
-    let (sign, body) = signed_body(
-        &dev2,
-        json!({"username": "kickp201", "password": "123456"}),
-    );
+    let (sign, body) = signed_body(&dev2, json!({"username": "kickp201", "password": "123456"}));
     app.post_signed("/api/visitorloginChat", Some(&sign), body)
         .await
         .ok();
@@ -554,10 +580,16 @@ async fn a_banned_users_proto2_socket_closes_and_nothing_more_is_sent() {
         Some(json!({"msg": "fail", "data": "你已被管理员禁用"}))
     );
     assert_eq!(p2.ended(WAIT).await, Ended::Close(4003));
-    app.send_text(&ta, b, "after ban").await.fails(400, BANNED_HTTP);
+    app.send_text(&ta, b, "after ban")
+        .await
+        .fails(400, BANNED_HTTP);
     let mut wb = Ws::connect(&app, &tb).await;
     app.offline(&tb).await.ok();
-    assert!(wb.drain_chats(QUIET).await.iter().all(|d| d["type"] != "text"));
+    assert!(wb
+        .drain_chats(QUIET)
+        .await
+        .iter()
+        .all(|d| d["type"] != "text"));
 }
 
 /// A ban revokes for good: after unban, the device's next visitorRegister must not turn the
@@ -614,9 +646,11 @@ async fn parallel_sends_with_one_idempotency_key_store_one_message() {
             let r = http
                 .post(&url)
                 .header("token", &token)
-                .json(&json!({"sendto_id": to, "chatType": "single", "type": "text",
+                .json(
+                    &json!({"sendto_id": to, "chatType": "single", "type": "text",
                               "client_msg_id": "same-key-1",
-                              "data": {"data": "once", "dataType": false, "otherData": null}}))
+                              "data": {"data": "once", "dataType": false, "otherData": null}}),
+                )
                 .send()
                 .await
                 .expect("send");
@@ -715,7 +749,8 @@ async fn the_generated_jwt_secret_is_private() {
     .expect("config");
     let app = start(config, dir.clone()).await;
     app.register("secret01").await;
-    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode(&dir.join("jwt_secret")), 0o600);
     assert_eq!(mode(&dir), 0o700, "the data directory imrs created");
 }
@@ -748,21 +783,36 @@ async fn a_cli_ban_is_in_force_everywhere_when_the_command_returns() {
     app.befriend((owner.id, &owner.name), (x.id, &x.name)).await;
     let gid = make_group(&app, &owner, &[&m]).await;
     set_mode(&app, &owner, gid, 1).await;
-    assert_eq!(invite(&app, &x, gid, x.id).await.ok(), &json!("等待群主同意"));
+    assert_eq!(
+        invite(&app, &x, gid, x.id).await.ok(),
+        &json!("等待群主同意")
+    );
     // Warm every cache the checks read.
-    app.post("/api/chat/userset", Some(&x.token), json!({"userset": "{}"}))
-        .await
-        .ok();
+    app.post(
+        "/api/chat/userset",
+        Some(&x.token),
+        json!({"userset": "{}"}),
+    )
+    .await
+    .ok();
     app.send_text(&owner.token, x.id, "warm").await.ok();
     let mut ws = Ws::connect(&app, &x.token).await;
     app.offline(&x.token).await.ok();
 
     let out = imrs_cli(&app, &["admin", "ban", &x.id.to_string()]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
-    app.post("/api/chat/userset", Some(&x.token), json!({"userset": "{}"}))
-        .await
-        .fails(400, BANNED_HTTP);
+    app.post(
+        "/api/chat/userset",
+        Some(&x.token),
+        json!({"userset": "{}"}),
+    )
+    .await
+    .fails(400, BANNED_HTTP);
     let mut hs = Ws::open(&app, &x.token).await;
     assert_eq!(
         hs.next_json(WAIT).await,
@@ -806,9 +856,19 @@ async fn admin_and_migrate_commands_leave_uploads_in_progress_alone() {
     std::fs::write(&poster_tmp, b"half a poster").expect("poster temp");
     for args in [&["admin", "list"][..], &["migrate"][..]] {
         let out = imrs_cli(&app, args).await;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(in_progress.exists(), "`imrs {args:?}` removed a staged upload");
-        assert!(poster_tmp.exists(), "`imrs {args:?}` removed a poster in progress");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            in_progress.exists(),
+            "`imrs {args:?}` removed a staged upload"
+        );
+        assert!(
+            poster_tmp.exists(),
+            "`imrs {args:?}` removed a poster in progress"
+        );
     }
 }
 
@@ -832,7 +892,9 @@ async fn a_join_during_the_handshake_is_in_the_fan_out() {
         ws.drain_chats(QUIET).await;
         app.offline(&j.token).await.ok();
         ws.drain_chats(QUIET).await;
-        send_group(&app, &owner, gid, &format!("live {i}")).await.ok();
+        send_group(&app, &owner, gid, &format!("live {i}"))
+            .await
+            .ok();
         let d = next_text(&mut ws).await.expect("live group entry");
         assert_eq!(text_of(&d), format!("live {i}"), "round {i}");
     }
@@ -936,7 +998,10 @@ async fn a_rejoin_keeps_what_the_earlier_membership_still_owed() {
     .await
     .ok();
     send_group(&app, &owner, gid, "while out").await.ok();
-    assert_eq!(invite(&app, &owner, gid, m.id).await.ok(), &json!("加群成功"));
+    assert_eq!(
+        invite(&app, &owner, gid, m.id).await.ok(),
+        &json!("加群成功")
+    );
     send_group(&app, &owner, gid, "after rejoin").await.ok();
     let mut ws = Ws::connect(&app, &m.token).await;
     app.offline(&m.token).await.ok();

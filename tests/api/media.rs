@@ -925,3 +925,72 @@ async fn old_screenshots_no_message_mentions_are_swept() {
     );
     assert!(dir.join("screenshot_3_new001.png").exists(), "recent");
 }
+
+/// A webm as H5 records it (VP8 in an EBML container, the header MediaRecorder writes too).
+fn make_webm(dir: &Path) -> Vec<u8> {
+    let out = dir.join("clip.webm");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=duration=1:size=160x120:rate=10",
+        ])
+        .args(["-c:v", "libvpx", "-f", "webm", "-y"])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg is installed (apt-get install ffmpeg)");
+    assert!(status.success(), "ffmpeg made the webm");
+    let mut bytes = std::fs::read(out).expect("webm");
+    // Browsers' MediaRecorder writes the EBML header size as an 8-byte number (ffmpeg: 1 byte):
+    // rewrite it that way; the file stays valid.
+    assert_eq!(&bytes[..4], &[0x1A, 0x45, 0xDF, 0xA3]);
+    let size = bytes[4];
+    assert!(size & 0x80 != 0, "ffmpeg wrote a one-byte size");
+    let long = [0x01, 0, 0, 0, 0, 0, 0, size & 0x7F];
+    bytes.splice(4..5, long);
+    bytes
+}
+
+/// H5 records webm: both upload routes take `clip.webm`, it is served as video/webm, and its
+/// screenshot works.
+#[tokio::test]
+async fn webm_videos_upload_on_both_routes_and_have_screenshots() {
+    let app = spawn_local().await;
+    let dir = temp_dir();
+    let (_, token, _) = app.register("webm0001").await;
+    let webm = make_webm(&dir);
+    assert_eq!(&webm[..4], &[0x1A, 0x45, 0xDF, 0xA3]);
+    let r = upload_diy(&app, &token, "chatVideos", "clip.webm", webm.clone()).await;
+    let url = r.ok()["url"].as_str().expect("url").to_string();
+    assert!(url.ends_with(".webm"), "{url}");
+    let stored = fetch(&app, &url).await;
+    assert_eq!(stored.status(), 200);
+    assert_eq!(
+        stored.headers()["content-type"].to_str().expect("type"),
+        "video/webm"
+    );
+    assert_eq!(
+        stored.bytes().await.expect("bytes").as_ref(),
+        webm.as_slice()
+    );
+    let r = upload_aliyun(&app, &token, "clip.webm", webm.clone()).await;
+    assert!(r.ok()[0]["url"].as_str().expect("url").ends_with(".webm"));
+    let r = screenshot(
+        &app,
+        &token,
+        json!({"videoUrl": url, "time": 100, "width": 80, "format": "png"}),
+    )
+    .await;
+    let b64 = r.ok()["base64"].as_str().expect("base64").to_string();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.strip_prefix("data:image/png;base64,").expect("png"))
+        .expect("base64");
+    assert_eq!(png_width(&bytes), 80);
+    // A file named .webm that is not one is still refused.
+    let html = b"<html><script>alert(document.cookie)</script></html>".to_vec();
+    upload_diy(&app, &token, "chatVideos", "fake.webm", html)
+        .await
+        .fails(400, "Invalid filename: fake.webm");
+}
