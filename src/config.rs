@@ -142,6 +142,11 @@ settings! {
     screenshot_concurrency: u64 = 2, "IMRS_SCREENSHOT_CONCURRENCY";
     /// ffmpeg processes this node runs at the same time (screenshots and posters)
     ffmpeg_jobs: u64 = 4, "IMRS_FFMPEG_JOBS";
+    /// Redis for cluster mode (`redis://host:6379/0`, `rediss://…`): presence of sockets, the
+    /// node-to-node bus and shared rate limits; empty = one embedded node
+    redis_url: String = String::new(), "IMRS_REDIS_URL";
+    /// This node's id in logs and on the bus (empty = generated: host name, process id, random)
+    node_id: String = String::new(), "IMRS_NODE_ID";
     /// Uncached video posters rendered per IP per hour (0 disables)
     poster_ip_limit: u64 = 600, "IMRS_POSTER_IP_LIMIT";
 }
@@ -150,6 +155,9 @@ settings! {
 #[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Cluster mode: the Redis URL (secret: it may carry a password).
+    pub redis_url: Option<SecretString>,
+    pub node_id: String,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub jwt_secret: Option<SecretString>,
@@ -269,8 +277,18 @@ impl Config {
             ws_user_upgrades: r.ws_user_upgrades,
             ws_ip_upgrades: r.ws_ip_upgrades,
             ws_user_sockets: r.ws_user_sockets,
+            redis_url: (!r.redis_url.is_empty()).then(|| SecretString::from(r.redis_url.clone())),
+            node_id: if r.node_id.is_empty() {
+                generated_node_id()
+            } else {
+                r.node_id.clone()
+            },
             media,
         })
+    }
+
+    pub fn is_clustered(&self) -> bool {
+        self.redis_url.is_some()
     }
 
     pub fn is_sqlite(&self) -> bool {
@@ -360,4 +378,15 @@ fn media_config(r: &Raw) -> anyhow::Result<MediaConfig> {
         ffmpeg_jobs: r.ffmpeg_jobs.clamp(1, 256) as usize,
         poster_ip_limit: r.poster_ip_limit,
     })
+}
+
+/// `<host>-<pid>-<8 hex>`: unique per process, readable in logs.
+fn generated_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    let tag: u32 = rand::random();
+    format!("{host}-{}-{tag:08x}", std::process::id())
 }

@@ -60,7 +60,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = http::router(self.state.clone());
-        let node = uuid::Uuid::new_v4().simple().to_string();
+        let node = self.state.config.node_id.clone();
         // Report at once, so an operator command that starts now waits for this node.
         let seen = store::admin::latest(&self.state.db).await.unwrap_or(0);
         if let Err(e) = store::admin::node_seen(&self.state.db, &node, seen, time::now_ms()).await {
@@ -107,7 +107,8 @@ async fn maintenance(st: AppState, node: String, mut last: i64) {
                     c.invalidate_all();
                 }
                 if kind == "disable" {
-                    st.delivery.user_disabled(user);
+                    // Every node applies the event itself: no need to tell the others.
+                    st.delivery.user_disabled_here(user);
                 }
                 last = id;
             }
@@ -163,10 +164,34 @@ async fn build_state_for(config: Config, serving: bool) -> anyhow::Result<AppSta
     let db = Db::connect(&config.database_url, &config.data_dir).await?;
     db.migrate().await.context("applying migrations")?;
     let secret = jwt_secret(&config)?;
+    // Cluster mode: shared limits and the bus over Redis (a command needs neither).
+    let redis = match (&config.redis_url, serving) {
+        (Some(url), true) => {
+            let client = redis::Client::open(url.expose_secret())
+                .context("IMRS_REDIS_URL is not a valid Redis URL")?;
+            let conn = client
+                .get_connection_manager()
+                .await
+                .context("connecting to Redis (IMRS_REDIS_URL)")?;
+            Some((client, conn))
+        }
+        _ => None,
+    };
+    let limiter = match &redis {
+        Some((_, conn)) => ratelimit::RateLimiter::redis(conn.clone()),
+        None => ratelimit::RateLimiter::local(),
+    };
+    let delivery = delivery::Delivery::new(db.clone());
+    if let Some((client, _)) = redis {
+        let bus =
+            delivery::cluster::Bus::start(client, config.node_id.clone(), delivery.clone()).await?;
+        delivery.attach_cluster(bus);
+        tracing::info!(node = %config.node_id, "cluster mode: Redis bus and shared limits");
+    }
     Ok(AppState::new(Inner {
         keys: services::tokens::Keys::new(secret.as_bytes()),
-        limiter: ratelimit::RateLimiter::local(),
-        delivery: delivery::Delivery::new(db.clone()),
+        limiter,
+        delivery,
         locks: KeyedLocks::default(),
         blobs: blob::BlobStore::from_config(&config, serving)?,
         media: services::media::Media::new(&config, serving)?,

@@ -75,8 +75,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         "mysql"
     };
+    let node = config.node_id.clone();
     let app = imrs::App::build(config).await?;
-    tracing::info!(addr = %app.local_addr(), backend, "imrs listening");
+    tracing::info!(addr = %app.local_addr(), backend, node = %node, "imrs listening");
     app.run(shutdown_signal()).await
 }
 

@@ -1,7 +1,8 @@
 //! The `RateLimiter` seam (ARCHITECTURE backends table): fixed-window counters keyed by text.
 //! Embedded: an in-process map, sharded, each shard swept of expired windows only when it has
 //! doubled since its last sweep — so every hit costs O(1) amortised, whatever the number of keys.
-//! A Redis implementation (`INCR` + `EXPIRE`) joins it with cluster mode.
+//! Cluster: Redis (`INCR` + `PEXPIRE` in one script), so every limit is shared by all nodes; while
+//! Redis cannot be reached, each node falls back to its own counters (limits then hold per node).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -13,6 +14,31 @@ use parking_lot::Mutex;
 
 pub enum RateLimiter {
     Local(LocalLimiter),
+    Redis(RedisLimiter),
+}
+
+pub struct RedisLimiter {
+    conn: redis::aio::ConnectionManager,
+    /// Used while Redis is unreachable.
+    fallback: LocalLimiter,
+}
+
+/// INCR with the window set at the first hit; over `limit` the hit is taken back (0 = refused).
+const TRY_HIT: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if tonumber(ARGV[1]) > 0 and n > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[1])
+  return 0
+end
+return n";
+const RELEASE: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then redis.call('DECR', KEYS[1]) end
+return 0";
+
+fn redis_key(key: &str) -> String {
+    format!("imrs:rl:{key}")
 }
 
 impl RateLimiter {
@@ -20,10 +46,24 @@ impl RateLimiter {
         RateLimiter::Local(LocalLimiter::default())
     }
 
+    pub fn redis(conn: redis::aio::ConnectionManager) -> Self {
+        RateLimiter::Redis(RedisLimiter {
+            conn,
+            fallback: LocalLimiter::default(),
+        })
+    }
+
     /// The count of the current window (0 when none is running).
     pub async fn count(&self, key: &str) -> u64 {
         match self {
             RateLimiter::Local(l) => l.count(key),
+            RateLimiter::Redis(r) => {
+                let mut c = r.conn.clone();
+                let got: redis::RedisResult<Option<u64>> =
+                    redis::cmd("GET").arg(redis_key(key)).query_async(&mut c).await;
+                got.unwrap_or_else(|_| Some(r.fallback.count(key)))
+                    .unwrap_or(0)
+            }
         }
     }
 
@@ -31,6 +71,10 @@ impl RateLimiter {
     pub async fn hit(&self, key: &str, window: Duration) -> u64 {
         match self {
             RateLimiter::Local(l) => l.hit(key, window),
+            RateLimiter::Redis(r) => match r.script(TRY_HIT, key, 0, window).await {
+                Some(n) => n,
+                None => r.fallback.hit(key, window),
+            },
         }
     }
 
@@ -42,6 +86,10 @@ impl RateLimiter {
         }
         match self {
             RateLimiter::Local(l) => l.try_hit(key, limit, window),
+            RateLimiter::Redis(r) => match r.script(TRY_HIT, key, limit, window).await {
+                Some(n) => n > 0,
+                None => r.fallback.try_hit(key, limit, window),
+            },
         }
     }
 
@@ -49,6 +97,31 @@ impl RateLimiter {
     pub async fn release(&self, key: &str) {
         match self {
             RateLimiter::Local(l) => l.release(key),
+            RateLimiter::Redis(r) => {
+                if r.script(RELEASE, key, 0, Duration::ZERO).await.is_none() {
+                    r.fallback.release(key);
+                }
+            }
+        }
+    }
+}
+
+impl RedisLimiter {
+    /// Run a limiter script; `None` when Redis could not answer (the caller falls back).
+    async fn script(&self, src: &str, key: &str, limit: u64, window: Duration) -> Option<u64> {
+        let mut c = self.conn.clone();
+        let r: redis::RedisResult<u64> = redis::Script::new(src)
+            .key(redis_key(key))
+            .arg(limit)
+            .arg(window.as_millis().max(1) as u64)
+            .invoke_async(&mut c)
+            .await;
+        match r {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!(error = %e, "redis rate limiter unreachable: counting on this node");
+                None
+            }
         }
     }
 }

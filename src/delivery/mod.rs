@@ -4,6 +4,7 @@
 //! The hub is this node's `Sessions`; `Presence` (user → node) and `Bus` (node → node) are the
 //! seams a cluster replaces; embedded, every user lives on this node.
 
+pub mod cluster;
 pub mod writer;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -111,6 +112,8 @@ struct Hub {
     writer: std::sync::OnceLock<Writer>,
     presence: Presence,
     bus: Bus,
+    /// Cluster mode: the Redis bus to the other nodes (set once at start).
+    cluster: std::sync::OnceLock<Arc<cluster::Bus>>,
 }
 
 /// The delivery layer handle (cheap to clone).
@@ -136,6 +139,7 @@ impl Delivery {
             writer: std::sync::OnceLock::new(),
             presence: Presence::Local,
             bus: Bus::Local,
+            cluster: std::sync::OnceLock::new(),
         });
         let h = hub.clone();
         let writer = Writer::start(db, move |committed| h.dispatch(committed));
@@ -366,6 +370,15 @@ impl Delivery {
     /// API 二十二: replay to the caller's chosen socket, waiting briefly for a socket that is
     /// still upgrading, or owing the replay to the token for 60 s (MR §5.2 step 2).
     pub async fn replay(&self, user: i64, jti: &str) {
+        // The socket may be held by another node: it flushes there.
+        self.hub.publish(|| cluster::Msg::Replay {
+            user,
+            jti: jti.to_string(),
+        });
+        self.replay_here(user, jti).await
+    }
+
+    async fn replay_here(&self, user: i64, jti: &str) {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let state = {
@@ -408,6 +421,14 @@ impl Delivery {
 
     /// A frame for every proto-2 socket of the user (EXTENSION `read`).
     pub fn send_proto2(&self, user: i64, frame: Arc<str>) {
+        self.hub.publish(|| cluster::Msg::Proto2 {
+            user,
+            frame: frame.to_string(),
+        });
+        self.send_proto2_here(user, frame)
+    }
+
+    fn send_proto2_here(&self, user: i64, frame: Arc<str>) {
         let shard = self.hub.shard(user).lock();
         if let Some(slot) = shard.get(&user) {
             for s in slot.sockets.iter().filter(|s| s.proto2 && !s.inert) {
@@ -427,6 +448,14 @@ impl Delivery {
         ended: &[(TokenRow, Ended)],
         kick_frame: Option<Arc<str>>,
     ) {
+        self.hub.publish(|| cluster::Msg::TokensEnded {
+            user,
+            ended: ended
+                .iter()
+                .map(|(r, how)| (r.jti.clone(), matches!(how, Ended::Revoked { kick: true })))
+                .collect(),
+            kick_frame: kick_frame.as_deref().map(str::to_string),
+        });
         for (row, how) in ended {
             match how {
                 Ended::Retired | Ended::Revoked { kick: false } => self.make_inert(user, &row.jti),
@@ -436,6 +465,10 @@ impl Delivery {
     }
 
     pub fn token_retired(&self, user: i64, jti: &str) {
+        self.hub.publish(|| cluster::Msg::Retired {
+            user,
+            jti: jti.to_string(),
+        });
         self.make_inert(user, jti);
     }
 
@@ -493,6 +526,13 @@ impl Delivery {
 
     /// AF §3.7, D19: every socket of the user gets `你已被管理员禁用` and close 4003.
     pub fn user_disabled(&self, user: i64) {
+        self.hub.publish(|| cluster::Msg::Disabled { user });
+        self.user_disabled_here(user)
+    }
+
+    /// [`Delivery::user_disabled`] for this node's sockets only (every node applies an operator
+    /// event from the store itself).
+    pub fn user_disabled_here(&self, user: i64) {
         let shard = self.hub.shard(user).lock();
         if let Some(slot) = shard.get(&user) {
             for s in &slot.sockets {
@@ -539,6 +579,15 @@ impl Delivery {
 
     /// A committed join: the member's live entries of the group start now.
     pub fn member_joined(&self, group: i64, user: i64) {
+        self.hub.publish(|| cluster::Msg::Member {
+            group,
+            user,
+            change: 0,
+        });
+        self.member_joined_here(group, user)
+    }
+
+    fn member_joined_here(&self, group: i64, user: i64) {
         let mut shard = self.hub.shard(user).lock();
         let Some(slot) = shard.get_mut(&user) else {
             return;
@@ -563,6 +612,15 @@ impl Delivery {
     /// group are written from the store, which knows where the membership ends, never live —
     /// so an entry committed after the removal cannot reach them (R8).
     pub fn member_leaving(&self, group: i64, user: i64) {
+        self.hub.publish(|| cluster::Msg::Member {
+            group,
+            user,
+            change: 1,
+        });
+        self.member_leaving_here(group, user)
+    }
+
+    fn member_leaving_here(&self, group: i64, user: i64) {
         let mut shard = self.hub.shard(user).lock();
         if let Some(slot) = shard.get_mut(&user) {
             slot.membership_epoch += 1;
@@ -574,6 +632,15 @@ impl Delivery {
 
     /// The removal announced by [`Delivery::member_leaving`] did not commit.
     pub fn member_stays(&self, group: i64, user: i64) {
+        self.hub.publish(|| cluster::Msg::Member {
+            group,
+            user,
+            change: 2,
+        });
+        self.member_stays_here(group, user)
+    }
+
+    fn member_stays_here(&self, group: i64, user: i64) {
         let mut shard = self.hub.shard(user).lock();
         if let Some(slot) = shard.get_mut(&user) {
             slot.leaving.retain(|g| *g != group);
@@ -582,6 +649,15 @@ impl Delivery {
 
     /// A committed removal: the member leaves the group's fan-out.
     pub fn member_left(&self, group: i64, user: i64) {
+        self.hub.publish(|| cluster::Msg::Member {
+            group,
+            user,
+            change: 3,
+        });
+        self.member_left_here(group, user)
+    }
+
+    fn member_left_here(&self, group: i64, user: i64) {
         let mut shard = self.hub.shard(user).lock();
         let Some(slot) = shard.get_mut(&user) else {
             return;
@@ -592,6 +668,167 @@ impl Delivery {
             gs.retain(|g| *g != group);
         }
         Self::index_remove(&mut self.hub.group_online.lock(), group, user);
+    }
+
+    // ----- cluster -----
+
+    /// Join the cluster: from now on this node tells the others what they must apply.
+    pub fn attach_cluster(&self, bus: Arc<cluster::Bus>) {
+        let _ = self.hub.cluster.set(bus);
+    }
+
+    pub fn cluster(&self) -> Option<&Arc<cluster::Bus>> {
+        self.hub.cluster.get()
+    }
+
+    /// What another node published, applied to this node's sockets.
+    pub fn apply_remote(&self, m: cluster::Msg) {
+        match m {
+            cluster::Msg::Entry {
+                frame,
+                seq,
+                conv_seq,
+                kind,
+                from,
+                users,
+                group,
+            } => {
+                let e = Committed {
+                    frame: Arc::from(frame),
+                    seq,
+                    conv_seq,
+                    kind,
+                    from,
+                };
+                for u in users.unwrap_or_default() {
+                    self.hub.offer(u, &e.frame, e.seq, e.conv_seq, None);
+                }
+                if let Some(g) = group {
+                    self.hub.fan_out(g, &e);
+                }
+            }
+            cluster::Msg::TokensEnded {
+                user,
+                ended,
+                kick_frame,
+            } => {
+                let frame: Option<Arc<str>> = kick_frame.map(Arc::from);
+                for (jti, kick) in ended {
+                    if kick {
+                        self.kick(user, &jti, frame.clone());
+                    } else {
+                        self.make_inert(user, &jti);
+                    }
+                }
+            }
+            cluster::Msg::Retired { user, jti } => self.make_inert(user, &jti),
+            cluster::Msg::Disabled { user } => self.user_disabled_here(user),
+            cluster::Msg::Member {
+                group,
+                user,
+                change,
+            } => match change {
+                0 => self.member_joined_here(group, user),
+                1 => self.member_leaving_here(group, user),
+                2 => self.member_stays_here(group, user),
+                _ => self.member_left_here(group, user),
+            },
+            cluster::Msg::Replay { user, jti } => {
+                // Only a node holding a socket of the token (or one upgrading) acts.
+                let here = {
+                    let shard = self.hub.shard(user).lock();
+                    shard.get(&user).is_some_and(|s| {
+                        s.connecting.contains_key(&jti) || s.sockets.iter().any(|k| k.jti == jti)
+                    })
+                };
+                if here {
+                    let d = self.clone();
+                    tokio::spawn(async move { d.replay_here(user, &jti).await });
+                }
+            }
+            cluster::Msg::Proto2 { user, frame } => self.send_proto2_here(user, Arc::from(frame)),
+        }
+    }
+
+    /// This node may have missed bus messages: check every connected user against the store
+    /// (tokens and account state, group memberships) and write what is pending for them.
+    pub fn resync_all(&self) {
+        let users: Vec<i64> = self
+            .hub
+            .shards
+            .iter()
+            .flat_map(|s| {
+                s.lock()
+                    .iter()
+                    .filter(|(_, slot)| !slot.sockets.is_empty())
+                    .map(|(u, _)| *u)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if users.is_empty() {
+            return;
+        }
+        let d = self.clone();
+        tokio::spawn(async move {
+            for u in users {
+                if let Err(e) = d.resync_user(u).await {
+                    tracing::warn!(error = %e, user = u, "re-syncing a user from the store failed");
+                }
+            }
+        });
+    }
+
+    async fn resync_user(&self, user: i64) -> anyhow::Result<()> {
+        let db = &self.hub.db;
+        let Some(row) = crate::store::users::by_id(db, user).await? else {
+            return Ok(());
+        };
+        if row.status == 0 {
+            self.user_disabled_here(user);
+            return Ok(());
+        }
+        let jtis: Vec<String> = {
+            let shard = self.hub.shard(user).lock();
+            shard.get(&user).map_or(Vec::new(), |s| {
+                s.sockets
+                    .iter()
+                    .filter(|k| !k.inert)
+                    .map(|k| k.jti.clone())
+                    .collect()
+            })
+        };
+        for jti in jtis {
+            let state = crate::store::tokens::get(db, &jti)
+                .await?
+                .filter(|t| t.user_id == user)
+                .map(|t| t.state);
+            match state {
+                Some(crate::store::tokens::ACTIVE) => {}
+                Some(crate::store::tokens::RETIRED) => self.make_inert(user, &jti),
+                _ => self.kick(user, &jti, None),
+            }
+        }
+        for _ in 0..10 {
+            let epoch = self.membership_epoch(user);
+            let groups = crate::store::groups::active_group_ids(db, user).await?;
+            if self.set_groups(user, groups, epoch) {
+                break;
+            }
+        }
+        let flush = {
+            let mut shard = self.hub.shard(user).lock();
+            match shard.get_mut(&user) {
+                Some(slot) if slot.chosen().is_some() => {
+                    slot.dirty = true;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if flush {
+            self.flush(user).await;
+        }
+        Ok(())
     }
 
     // ----- lifecycle -----
@@ -657,6 +894,28 @@ impl Hub {
                 }
                 Recipients::Group(g) => self.bus.to_group(self, *g, &entry),
             }
+            self.publish(|| cluster::Msg::Entry {
+                frame: entry.frame.to_string(),
+                seq: entry.seq,
+                conv_seq: entry.conv_seq,
+                kind: entry.kind,
+                from: entry.from,
+                users: match &a.recipients {
+                    Recipients::Users(u) => Some(u.clone()),
+                    Recipients::Group(_) => None,
+                },
+                group: match &a.recipients {
+                    Recipients::Group(g) => Some(*g),
+                    Recipients::Users(_) => None,
+                },
+            });
+        }
+    }
+
+    /// Tell the other nodes (cluster mode only; the message is built only then).
+    fn publish(&self, m: impl FnOnce() -> cluster::Msg) {
+        if let Some(bus) = self.cluster.get() {
+            bus.publish(m());
         }
     }
 

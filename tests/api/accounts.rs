@@ -2431,8 +2431,8 @@ async fn a_banned_user_is_refused_everywhere_and_can_log_in_after_unban() {
     );
     assert_eq!(
         token_state(&app, &token).await,
-        3,
-        "the ban revokes the token"
+        imrs::store::tokens::BANNED,
+        "the ban revokes the token for good"
     );
     ban(&app, id, true).await;
     let fresh = token_of(login(&app, "my01", PW).await.ok());
