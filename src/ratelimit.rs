@@ -59,8 +59,10 @@ impl RateLimiter {
             RateLimiter::Local(l) => l.count(key),
             RateLimiter::Redis(r) => {
                 let mut c = r.conn.clone();
-                let got: redis::RedisResult<Option<u64>> =
-                    redis::cmd("GET").arg(redis_key(key)).query_async(&mut c).await;
+                let got: redis::RedisResult<Option<u64>> = redis::cmd("GET")
+                    .arg(redis_key(key))
+                    .query_async(&mut c)
+                    .await;
                 got.unwrap_or_else(|_| Some(r.fallback.count(key)))
                     .unwrap_or(0)
             }

@@ -44,13 +44,28 @@ pub enum Msg {
         ended: Vec<(String, bool)>,
         kick_frame: Option<String>,
     },
-    Retired { user: i64, jti: String },
-    Disabled { user: i64 },
+    Retired {
+        user: i64,
+        jti: String,
+    },
+    Disabled {
+        user: i64,
+    },
     /// Membership: 0 joined, 1 leaving, 2 stays, 3 left.
-    Member { group: i64, user: i64, change: u8 },
+    Member {
+        group: i64,
+        user: i64,
+        change: u8,
+    },
     /// API 二十二 on another node: flush the user's socket of this token here.
-    Replay { user: i64, jti: String },
-    Proto2 { user: i64, frame: String },
+    Replay {
+        user: i64,
+        jti: String,
+    },
+    Proto2 {
+        user: i64,
+        frame: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -114,7 +129,10 @@ impl Bus {
 }
 
 /// Publishes queued messages in pipelines; what fails is dropped (receivers see the gap).
-async fn publisher(mut conn: redis::aio::ConnectionManager, mut rx: mpsc::UnboundedReceiver<String>) {
+async fn publisher(
+    mut conn: redis::aio::ConnectionManager,
+    mut rx: mpsc::UnboundedReceiver<String>,
+) {
     let mut batch = Vec::with_capacity(PIPELINE);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -184,6 +202,9 @@ async fn subscriber(client: redis::Client, bus: Arc<Bus>, delivery: Delivery) {
             delivery.apply_remote(env.m);
         }
         bus.connected.store(false, Ordering::Relaxed);
-        tracing::warn!(node = bus.node(), "cluster bus connection lost; reconnecting");
+        tracing::warn!(
+            node = bus.node(),
+            "cluster bus connection lost; reconnecting"
+        );
     }
 }

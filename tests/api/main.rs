@@ -4,6 +4,7 @@
 mod common;
 
 mod accounts;
+mod cluster;
 mod crash;
 mod friends;
 mod groups;
