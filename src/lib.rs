@@ -12,6 +12,7 @@ pub mod ratelimit;
 pub mod services;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod time;
 
 use std::future::Future;
@@ -99,7 +100,11 @@ async fn maintenance(st: AppState) {
                 last = id;
             }
         }
+        if n % 60 == 59 {
+            telemetry::sample();
+        }
         if n.is_multiple_of(21_600) {
+            let _ = store::managers::prune_sessions(&st.db, time::now_ms()).await;
             if let Err(e) = store::tokens::prune(&st.db, st.config.ended_token_days).await {
                 tracing::warn!(error = %e, "pruning ended tokens failed");
             }
@@ -115,6 +120,7 @@ async fn maintenance(st: AppState) {
 
 /// The state of a server: store connected and migrated, secrets resolved.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    telemetry::init();
     let db = Db::connect(&config.database_url, &config.data_dir).await?;
     db.migrate().await.context("applying migrations")?;
     let secret = jwt_secret(&config)?;
