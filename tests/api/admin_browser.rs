@@ -110,6 +110,31 @@ async fn css(c: &Client, sel: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("{sel}: {e}"))
 }
 
+/// Click `sel` and wait until the next document has loaded (every console action navigates).
+async fn click_and_wait(c: &Client, sel: &str) {
+    c.execute("window.__before_click = true;", vec![])
+        .await
+        .expect("mark page");
+    css(c, sel).await.click().await.expect("click");
+    wait_new_page(c).await;
+}
+
+async fn wait_new_page(c: &Client) {
+    for _ in 0..200 {
+        let v = c
+            .execute(
+                "return window.__before_click === undefined && document.readyState === 'complete';",
+                vec![],
+            )
+            .await;
+        if matches!(v, Ok(Value::Bool(true))) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the page did not change");
+}
+
 async fn text_of(c: &Client, sel: &str) -> String {
     css(c, sel).await.text().await.expect("text")
 }
@@ -170,7 +195,7 @@ async fn the_console_runs_the_service_from_a_real_browser() {
     // Find a user.
     c.goto(&format!("{base}/users")).await.expect("users");
     css(&c, "#q").await.send_keys("alice").await.expect("type");
-    css(&c, "#search").await.click().await.expect("search");
+    click_and_wait(&c, "#search").await;
     shot(&c, "03-users-search").await;
     c.find(Locator::LinkText("alice01"))
         .await
@@ -183,7 +208,7 @@ async fn the_console_runs_the_service_from_a_real_browser() {
 
     // Disable while her socket is open: 4003 at once; enable again.
     let mut ws = Ws::connect(&app, &alice_token).await;
-    css(&c, "#disable").await.click().await.expect("disable");
+    click_and_wait(&c, "#disable").await;
     assert_eq!(flash(&c).await, "已禁用");
     assert_eq!(
         ws.next_json(WAIT).await,
@@ -193,7 +218,7 @@ async fn the_console_runs_the_service_from_a_real_browser() {
     api_login(&app, "alice01", "123456")
         .await
         .fails(400, "账号不存在或者被禁用");
-    css(&c, "#enable").await.click().await.expect("enable");
+    click_and_wait(&c, "#enable").await;
     assert_eq!(flash(&c).await, "已启用");
     assert_eq!(text_of(&c, "#status").await, "启用");
 
@@ -203,7 +228,7 @@ async fn the_console_runs_the_service_from_a_real_browser() {
         .send_keys("browser-pw-1")
         .await
         .expect("type");
-    css(&c, "#reset").await.click().await.expect("reset");
+    click_and_wait(&c, "#reset").await;
     assert_eq!(flash(&c).await, "修改成功");
     api_login(&app, "alice01", "browser-pw-1").await.ok();
     let alice_token = api_login(&app, "alice01", "browser-pw-1").await.ok()["token"]
@@ -233,7 +258,7 @@ async fn the_console_runs_the_service_from_a_real_browser() {
         .send_keys("created-pw")
         .await
         .expect("type");
-    css(&c, "#create").await.click().await.expect("create");
+    click_and_wait(&c, "#create").await;
     assert_eq!(flash(&c).await, "创建成功");
     assert_eq!(text_of(&c, "#username").await, "created01");
     api_login(&app, "created01", "created-pw").await.ok();
@@ -242,7 +267,7 @@ async fn the_console_runs_the_service_from_a_real_browser() {
         .click()
         .await
         .expect("confirm");
-    css(&c, "#delete").await.click().await.expect("delete");
+    click_and_wait(&c, "#delete").await;
     assert_eq!(flash(&c).await, "删除成功");
     api_login(&app, "created01", "created-pw")
         .await
@@ -257,11 +282,7 @@ async fn the_console_runs_the_service_from_a_real_browser() {
         .await
         .expect("messages");
     shot(&c, "06-messages").await;
-    css(&c, &format!("button.revoke[data-id='{msg_id}']"))
-        .await
-        .click()
-        .await
-        .expect("revoke");
+    click_and_wait(&c, &format!("button.revoke[data-id='{msg_id}']")).await;
     assert_eq!(flash(&c).await, "已撤回");
     let f = loop {
         let f = bob_ws.next_chat(WAIT).await.expect("revoke frame");
@@ -283,7 +304,7 @@ async fn the_console_runs_the_service_from_a_real_browser() {
         .click()
         .await
         .expect("confirm");
-    css(&c, "#dissolve").await.click().await.expect("dissolve");
+    click_and_wait(&c, "#dissolve").await;
     assert_eq!(flash(&c).await, "已解散");
     let g = imrs::store::groups::by_id(&app.state.db, gid)
         .await
@@ -308,7 +329,7 @@ async fn the_console_runs_the_service_from_a_real_browser() {
     );
 
     // Log out: the console asks for a login again.
-    css(&c, "#logout").await.click().await.expect("logout");
+    click_and_wait(&c, "#logout").await;
     css(&c, "#name").await;
     c.close().await.expect("close");
 }

@@ -266,6 +266,7 @@ fn chart(id: &str, label: &str, points: &[(i64, f64)]) -> Markup {
         figure.chart {
             figcaption { (label) " " span.muted id=(format!("{id}-now")) { (points.last().map(|p| p.1).unwrap_or(0.0)) } }
             svg viewBox="0 0 600 140" preserveAspectRatio="none" role="img" aria-label=(label) {
+                line x1="0" y1="135" x2="600" y2="135" stroke="#b8c1cf" stroke-width="1" {}
                 polyline id=(id) fill="none" stroke="#1f6feb" stroke-width="2" points=(polyline(points));
             }
         }
@@ -301,7 +302,8 @@ function tick(){{fetch(U,{{credentials:'same-origin'}}).then(function(r){{return
 if(j.msg!=='ok')return;var d=j.data,c=d.counts;
 for(var k in c){{var e=document.getElementById('c-'+k);if(e)e.textContent=c[k]}}
 var s=document.getElementById('c-open_sockets');if(s)s.textContent=d.open_sockets;
-var m=d.history.map(function(h){{return h.messages}}),o=d.history.map(function(h){{return h.sockets}});
+var h=d.history;while(h.length<60)h.unshift({{messages:0,sockets:0}});
+var m=h.map(function(x){{return x.messages}}),o=h.map(function(x){{return x.sockets}});
 document.getElementById('chart-messages').setAttribute('points',pts(m));
 document.getElementById('chart-sockets').setAttribute('points',pts(o));
 document.getElementById('chart-messages-now').textContent=m[m.length-1];
@@ -319,7 +321,19 @@ pub async fn dashboard(
 ) -> Result<Response, Error> {
     let s = api::stats_json(&st).await?;
     let c = &s["counts"];
-    let history: Vec<Sample> = crate::telemetry::history();
+    let mut history: Vec<Sample> = crate::telemetry::history();
+    // A young process has few minutes: the charts still span the last hour.
+    while history.len() < 60 {
+        let at = history.first().map(|h| h.at - 60_000).unwrap_or(0);
+        history.insert(
+            0,
+            Sample {
+                at,
+                messages: 0,
+                sockets: 0,
+            },
+        );
+    }
     let msgs: Vec<(i64, f64)> = history.iter().map(|h| (h.at, h.messages as f64)).collect();
     let socks: Vec<(i64, f64)> = history.iter().map(|h| (h.at, h.sockets as f64)).collect();
     let card = |id: &str, label: &str, v: &Value| {
