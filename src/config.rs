@@ -149,6 +149,14 @@ settings! {
     node_id: String = String::new(), "IMRS_NODE_ID";
     /// Uncached video posters rendered per IP per hour (0 disables)
     poster_ip_limit: u64 = 600, "IMRS_POSTER_IP_LIMIT";
+    /// `off` turns the admin console and the admin API off
+    admin: String = "on".into(), "IMRS_ADMIN";
+    /// Path prefix of the admin console and API (`/admin` → `/admin/…`, `/admin/api/…`)
+    admin_prefix: String = "/admin".into(), "IMRS_ADMIN_PREFIX";
+    /// Seconds a manager session (cookie or bearer token) lasts after login
+    admin_session_secs: u64 = 8 * 3600, "IMRS_ADMIN_SESSION_SECS";
+    /// Bearer token that may scrape `/metrics` (a manager's API token may too); empty = managers only
+    metrics_token: String = String::new(), "IMRS_METRICS_TOKEN";
 }
 
 /// The resolved configuration the server runs with.
@@ -191,6 +199,16 @@ pub struct Config {
     pub ws_ip_upgrades: u64,
     pub ws_user_sockets: usize,
     pub media: MediaConfig,
+    pub ops: OpsConfig,
+}
+
+/// The back office and the operational endpoints (issue 13).
+#[derive(Clone)]
+pub struct OpsConfig {
+    /// `None` when the console and admin API are off.
+    pub admin_prefix: Option<String>,
+    pub admin_session_secs: u64,
+    pub metrics_token: Option<SecretString>,
 }
 
 impl Config {
@@ -284,6 +302,19 @@ impl Config {
                 r.node_id.clone()
             },
             media,
+            ops: OpsConfig {
+                admin_prefix: (!off(&r.admin)).then(|| {
+                    let p = r.admin_prefix.trim().trim_end_matches('/');
+                    if p.starts_with('/') {
+                        p.to_string()
+                    } else {
+                        format!("/{p}")
+                    }
+                }),
+                admin_session_secs: r.admin_session_secs.max(60),
+                metrics_token: (!r.metrics_token.is_empty())
+                    .then(|| SecretString::from(r.metrics_token)),
+            },
         })
     }
 
@@ -294,6 +325,13 @@ impl Config {
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")
     }
+}
+
+fn off(v: &str) -> bool {
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "off" | "0" | "false" | "no"
+    )
 }
 
 /// Uploads, the blob store and the video decoder (MR §5.4–§5.7, S1, S10).

@@ -56,6 +56,7 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
+        crate::telemetry::store_error();
         Error::Internal(anyhow::Error::new(e))
     }
 }

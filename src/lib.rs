@@ -12,6 +12,7 @@ pub mod ratelimit;
 pub mod services;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod time;
 
 use std::future::Future;
@@ -125,7 +126,12 @@ async fn maintenance(st: AppState, node: String, mut last: i64) {
                 Err(e) => tracing::warn!(error = %e, "reporting this node's applied events failed"),
             }
         }
+        // One chart sample a minute (the loop ticks every 100 ms).
+        if n % 600 == 599 {
+            telemetry::sample();
+        }
         if n.is_multiple_of(216_000) {
+            let _ = store::managers::prune_sessions(&st.db, time::now_ms()).await;
             if let Err(e) = store::tokens::prune(&st.db, st.config.ended_token_days).await {
                 tracing::warn!(error = %e, "pruning ended tokens failed");
             }
@@ -161,6 +167,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 
 /// The state of a process; only a serving one (`serving`) cleans up leftovers of earlier runs.
 async fn build_state_for(config: Config, serving: bool) -> anyhow::Result<AppState> {
+    telemetry::init();
     let db = Db::connect(&config.database_url, &config.data_dir).await?;
     db.migrate().await.context("applying migrations")?;
     let secret = jwt_secret(&config)?;

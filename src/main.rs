@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use imrs::config::{Config, Settings};
-use imrs::services::accounts;
+
+mod admin_cli;
 
 #[derive(Parser)]
 #[command(
@@ -31,27 +31,20 @@ enum Command {
     Migrate,
     /// Operator actions
     #[command(subcommand)]
-    Admin(Admin),
-}
-
-#[derive(Subcommand)]
-enum Admin {
-    /// Disable a user: revokes their tokens and closes their sockets
-    Ban { user_id: i64 },
-    /// Enable a disabled user again
-    Unban { user_id: i64 },
-    /// List users (id, username, role, status)
-    List,
+    Admin(admin_cli::Admin),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IMRS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMRS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    // One JSON object per line (request logs carry id, route, status and latency) when asked.
+    if std::env::var("IMRS_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let cli = Cli::parse();
     let config = Config::load(cli.settings, cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {
@@ -98,36 +91,9 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn admin(config: Config, cmd: Admin) -> anyhow::Result<()> {
+async fn admin(config: Config, cmd: admin_cli::Admin) -> anyhow::Result<()> {
     let st = imrs::build_state(config).await?;
-    match cmd {
-        Admin::Ban { user_id } | Admin::Unban { user_id } => {
-            let enable = matches!(cmd, Admin::Unban { .. });
-            let event = accounts::set_enabled(&st, user_id, enable)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let Some(event) = event else {
-                anyhow::bail!("no user with id {user_id}");
-            };
-            // Return only once every running server has applied it: its effect is immediate.
-            if !imrs::wait_for_nodes(&st.db, event, std::time::Duration::from_secs(10)).await {
-                eprintln!("warning: a running server has not applied the change within 10 s");
-            }
-            println!(
-                "user {user_id} {}",
-                if enable { "enabled" } else { "disabled" }
-            );
-        }
-        Admin::List => {
-            let users = imrs::store::users::all(&st.db)
-                .await
-                .context("listing users")?;
-            println!("{:>8}  {:<20} {:<8} status", "id", "username", "role");
-            for u in users {
-                println!("{:>8}  {:<20} {:<8} {}", u.id, u.username, u.role, u.status);
-            }
-        }
-    }
+    let r = admin_cli::run(&st, cmd).await;
     st.db.close().await;
-    Ok(())
+    r
 }

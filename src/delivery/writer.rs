@@ -47,10 +47,13 @@ impl Writer {
                     }
                 }
                 let jobs = std::mem::take(&mut batch);
-                match commit(&db, &mut state, &jobs).await {
+                match crate::telemetry::timed_commit(jobs.len(), commit(&db, &mut state, &jobs))
+                    .await
+                {
                     Ok(done) => finish(jobs, done.into_iter().map(Ok).collect(), &dispatch),
                     // One bad job must not fail the others: retry them one by one.
                     Err(e) => {
+                        crate::telemetry::store_error();
                         tracing::warn!(error = %e, n = jobs.len(), "batch commit failed; retrying singly");
                         // Re-read ids and sequences from the store in case they were the cause.
                         state = timeline::BatchState::default();

@@ -185,6 +185,7 @@ async fn run(
     // idle memory per socket is a headline figure.
     let ready = Box::pin(handshake(st, &mut socket, token, proto2, since, guard)).await;
     if let Some(r) = ready {
+        let _open = crate::telemetry::socket_open(proto2);
         r.conn.session(socket, r.rx, r.abort, r.resume).await;
     }
 }
@@ -390,6 +391,7 @@ impl Conn {
                         Out::Entry { frame, seq, conv_seq } => {
                             let f = if self.proto2 { crate::delivery::proto2_frame(&frame, seq, conv_seq) } else { frame };
                             if !write_or_abort(socket, text(&f), &abort).await { return End::Dropped; }
+                            crate::telemetry::frame_delivered(&f);
                             if self.confirm_on_write && !self.proto2 {
                                 self.st.delivery.confirmed(self.user, self.sock_id, vec![seq]);
                             } else {

@@ -2,11 +2,13 @@
 //! resource of the spec; no business rule lives here.
 
 pub mod accounts;
+pub mod admin;
 pub mod auth;
 pub mod friends;
 pub mod groups;
 pub mod media;
 pub mod messaging;
+pub mod ops;
 pub mod params;
 
 use std::net::{IpAddr, SocketAddr};
@@ -120,13 +122,19 @@ pub fn router(state: AppState) -> Router {
         .route("/api/visitorloginChat", post(accounts::visitor_login_chat))
         .route("/api/userinfo/{uuid}", get(accounts::public_profile))
         .route("/ws", get(crate::gateway::ws_handler))
-        .route("/public/uploads/{*path}", get(media::public_file));
+        .route("/public/uploads/{*path}", get(media::public_file))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics));
 
-    Router::new()
-        .merge(chat)
-        .merge(public)
+    let mut app = Router::new().merge(chat).merge(public);
+    if let Some(back_office) = admin::router(&state) {
+        app = app.merge(back_office);
+    }
+    let app = app
         .fallback(not_found)
-        .method_not_allowed_fallback(not_found)
+        .method_not_allowed_fallback(not_found);
+    ops::layers(app)
         .layer(middleware::from_fn_with_state(state.clone(), parse_body))
         .layer(cors(&state))
         .with_state(state)

@@ -276,6 +276,7 @@ pub async fn persist_chat(
             revokes: None,
         })
         .await?;
+    crate::telemetry::message_accepted();
     Ok((msg, ap.conv_seq))
 }
 

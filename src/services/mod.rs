@@ -1,8 +1,10 @@
 //! The rules of the spec: who may do what, in which order, which notice goes to whom.
 
 pub mod accounts;
+pub mod admin;
 pub mod friends;
 pub mod groups;
+pub mod managers;
 pub mod media;
 pub mod messaging;
 pub mod notices;

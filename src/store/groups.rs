@@ -35,7 +35,7 @@ pub struct MemberRow {
     pub update_time: NaiveDateTime,
 }
 
-const GROUP_COLS: &str = "`create_time`,`id`,`uuid`,`user_id`,`name`,`avatar`,`remark`,`invite_confirm`,`status`,`order`,`update_time`";
+pub(crate) const GROUP_COLS: &str = "`create_time`,`id`,`uuid`,`user_id`,`name`,`avatar`,`remark`,`invite_confirm`,`status`,`order`,`update_time`";
 const GROUP_COLS_G: &str =
     "g.`create_time`,g.`id`,g.`uuid`,g.`user_id`,g.`name`,g.`avatar`,g.`remark`,\
 g.`invite_confirm`,g.`status`,g.`order`,g.`update_time`";

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod cache;
 pub mod friends;
 pub mod groups;
+pub mod managers;
 pub mod timeline;
 pub mod tokens;
 pub mod users;

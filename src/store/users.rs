@@ -73,7 +73,7 @@ pub struct UserInfoRow {
     pub website: Option<String>,
 }
 
-const USER_COLS: &str = "`create_time`,`id`,`uuid`,`username`,`password`,`nickname`,`avatar`,\
+pub(crate) const USER_COLS: &str = "`create_time`,`id`,`uuid`,`username`,`password`,`nickname`,`avatar`,\
 `devicefingeruuid`,`uniplatform`,`devicemodel`,`deviceos`,`devicebrand`,`mobile`,`email`,`status`,\
 `last_login`,`last_login_ip`,`register_time`,`register_ip`,`is_deleted`,`wechat_openid`,`qq_openid`,\
 `weibo_uid`,`role`,`is_email_verified`,`is_mobile_verified`,`order`,`update_time`,`userset`,`invite_confirm`";

@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-struct Server {
+pub struct Server {
     child: Child,
-    base: String,
+    pub base: String,
 }
 
 fn free_port() -> u16 {
@@ -23,6 +23,15 @@ fn free_port() -> u16 {
 }
 
 async fn start_binary(dir: &std::path::Path, database_url: &str) -> Server {
+    start_binary_with(dir, database_url, &[]).await
+}
+
+/// The server binary on a free port, with extra environment.
+pub async fn start_binary_with(
+    dir: &std::path::Path,
+    database_url: &str,
+    env: &[(&str, &str)],
+) -> Server {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_imrs"))
         .env("IMRS_LISTEN", format!("127.0.0.1:{port}"))
@@ -32,6 +41,7 @@ async fn start_binary(dir: &std::path::Path, database_url: &str) -> Server {
         .env("IMRS_ARGON2_MEMORY_KIB", "64")
         .env("IMRS_PER_IP_LIMITS", "off")
         .env("IMRS_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -4,6 +4,9 @@
 mod common;
 
 mod accounts;
+mod admin;
+mod admin_browser;
+mod admin_cli;
 mod cluster;
 mod crash;
 mod friends;
