@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod friends;
 pub mod groups;
+pub mod legacy_import;
 pub mod media;
 pub mod messaging;
 pub mod notices;
