@@ -7,5 +7,6 @@ mod accounts;
 mod crash;
 mod friends;
 mod groups;
+mod legacy;
 mod media;
 mod messaging;
