@@ -459,9 +459,8 @@ async fn write(db: &Db, todo: Vec<Planned>, report: &mut Report) -> anyhow::Resu
             _ => None,
         };
         if let Some(g) = group {
-            if !last_before.contains_key(&g) {
-                let last = timeline::last_seq(&mut tx, &conv).await?;
-                last_before.insert(g, last);
+            if let std::collections::btree_map::Entry::Vacant(e) = last_before.entry(g) {
+                e.insert(timeline::last_seq(&mut tx, &conv).await?);
             }
         }
         let recipients = match group {
