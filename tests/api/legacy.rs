@@ -633,6 +633,11 @@ async fn check_takeover(app: &TestApp, early: bool) {
             .ok()
             .clone();
         assert_eq!(d["id"], json!(9));
+        // A visitor request from that device never reaches the registered account (AF D3): it
+        // gets a visitor of its own, although the device id is on user 9's row too.
+        let other = app.visitor("c0ffee00-2b7d-5c1e-8f4a-9e3d2c1b0a99").await;
+        assert_eq!(other["role"], json!("visitor"));
+        assert_ne!(other["id"], json!(9));
     }
 }
 
@@ -806,6 +811,60 @@ async fn an_upgrade_interrupted_at_any_step_resumes_to_the_same_result() {
         ok(imrs(&url, &["migrate"], &[]));
         assert_eq!(m.schema(&name), want_schema, "interrupted at {chain:?}");
         assert_eq!(m.data(&name), want_data, "interrupted at {chain:?}");
+    }
+}
+
+#[tokio::test]
+async fn legacy_times_are_converted_from_the_configured_zone() {
+    let Some(m) = my() else { return };
+    let (name, url) = m.load_original(false);
+    ok(imrs(
+        &url,
+        &["migrate"],
+        &[("IMRS_LEGACY_TIMEZONE", "-05:00")],
+    ));
+    assert_eq!(
+        m.query(
+            &name,
+            "SELECT create_time, last_login FROM `user` WHERE id = 1"
+        ),
+        "2025-09-01 15:12:33\t2025-10-06 01:30:00\n"
+    );
+    assert_eq!(
+        m.query(&name, "SELECT birthday FROM user_info WHERE user_id = 2"),
+        "1995-06-15\n",
+        "a birthday is a date, never shifted"
+    );
+}
+
+#[tokio::test]
+async fn an_upgrade_killed_at_random_moments_resumes_to_the_same_result() {
+    let Some(m) = my() else { return };
+    let (reference, url) = m.load_original(true);
+    ok(imrs(&url, &["migrate"], &[]));
+    let want = (m.schema(&reference), m.data(&reference));
+    for delay_ms in [5, 40, 80, 120, 160, 200, 260] {
+        let (name, url) = m.load_original(true);
+        let dir = temp_dir();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_imrs"))
+            .arg("migrate")
+            .env("IMRS_DATABASE_URL", &url)
+            .env("IMRS_DATA_DIR", &dir)
+            .env("IMRS_JWT_SECRET", "test-secret")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("imrs runs");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        // SIGKILL: no cleanup of any kind.
+        let _ = child.kill();
+        let _ = child.wait();
+        ok(imrs(&url, &["migrate"], &[]));
+        assert_eq!(
+            (m.schema(&name), m.data(&name)),
+            want,
+            "killed after {delay_ms} ms"
+        );
     }
 }
 
