@@ -776,6 +776,21 @@ async fn an_upgraded_database_has_exactly_the_schema_of_imrs_migrations() {
         assert_eq!(m.schema(&name), want, "early = {early}");
         assert_eq!(m.migrations(&name), m.migrations(&fresh));
     }
+    // An imrs from before the takeover support tried its migrations on the original's database
+    // and left a failed (dirty) 0001 row behind: the upgrade repairs it.
+    let (name, url) = m.load_original(false);
+    m.run(
+        Some(&name),
+        &[],
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL,
+  installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL,
+  checksum BLOB NOT NULL, execution_time BIGINT NOT NULL);
+INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (1, 'init', FALSE, x'00', -1);",
+    );
+    assert!(!imrs(&url, &["serve"], &[]).status.success());
+    ok(imrs(&url, &["migrate"], &[]));
+    assert_eq!(m.schema(&name), want);
+    assert_eq!(m.migrations(&name), m.migrations(&fresh));
 }
 
 #[tokio::test]
