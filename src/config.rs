@@ -47,6 +47,8 @@ settings! {
     visitor_salt: String = CLIENT_VISITOR_SALT.into(), "IMRS_VISITOR_SALT";
     /// Display time zone of `create_time` texts
     display_tz: String = "+08:00".into(), "IMRS_DISPLAY_TZ";
+    /// Time zone of the DATETIMEs of an original's database, converted to UTC by `imrs migrate`
+    legacy_timezone: String = "+08:00".into(), "IMRS_LEGACY_TIMEZONE";
     /// Token lifetime in seconds (0 = unlimited, like the original)
     token_ttl_secs: u64 = 0, "IMRS_TOKEN_TTL_SECS";
     /// Days that ended (retired/revoked) token records are kept
@@ -171,6 +173,8 @@ pub struct Config {
     pub jwt_secret: Option<SecretString>,
     pub visitor_salt: String,
     pub display_tz: FixedOffset,
+    /// Zone of the original's local DATETIMEs (LT4 trap 9), used when upgrading its database.
+    pub legacy_tz: FixedOffset,
     pub token_ttl_secs: u64,
     pub ended_token_days: u64,
     pub body_limit: usize,
@@ -262,6 +266,8 @@ impl Config {
             visitor_salt: r.visitor_salt,
             display_tz: crate::time::parse_offset(&r.display_tz)
                 .context("IMRS_DISPLAY_TZ must look like +08:00")?,
+            legacy_tz: crate::time::parse_offset(&r.legacy_timezone)
+                .context("IMRS_LEGACY_TIMEZONE must look like +08:00")?,
             token_ttl_secs: r.token_ttl_secs,
             ended_token_days: r.ended_token_days,
             body_limit: r.body_limit,

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod admin;
 pub mod friends;
 pub mod groups;
+pub mod legacy_import;
 pub mod managers;
 pub mod media;
 pub mod messaging;

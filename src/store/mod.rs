@@ -6,6 +6,7 @@ pub mod admin;
 pub mod cache;
 pub mod friends;
 pub mod groups;
+pub mod legacy;
 pub mod managers;
 pub mod timeline;
 pub mod tokens;
@@ -287,7 +288,15 @@ impl Db {
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
             Db::Sqlite { w, .. } => sqlx::migrate!("./migrations/sqlite").run(w).await?,
-            Db::MySql(p) => sqlx::migrate!("./migrations/mysql").run(p).await?,
+            Db::MySql(p) => {
+                // Never change an original's (or an unknown) schema by itself (issue 16).
+                match legacy::classify(self).await? {
+                    legacy::Schema::Original { .. } => anyhow::bail!(legacy::ORIGINAL_ADVICE),
+                    legacy::Schema::Unknown(why) => anyhow::bail!(why),
+                    legacy::Schema::Fresh | legacy::Schema::Imrs => {}
+                }
+                legacy::MIGRATOR.run(p).await?
+            }
         }
         Ok(())
     }

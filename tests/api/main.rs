@@ -12,5 +12,6 @@ mod crash;
 mod friends;
 mod groups;
 mod hardening;
+mod legacy;
 mod media;
 mod messaging;
