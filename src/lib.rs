@@ -130,7 +130,8 @@ async fn maintenance(st: AppState, node: String, mut last: i64) {
         if n % 600 == 599 {
             telemetry::sample();
         }
-        if n.is_multiple_of(216_000) {
+        // Every 6 h, first a minute after start (not while a fresh node is still warming up).
+        if n % 216_000 == 600 {
             let _ = store::managers::prune_sessions(&st.db, time::now_ms()).await;
             if let Err(e) = store::tokens::prune(&st.db, st.config.ended_token_days).await {
                 tracing::warn!(error = %e, "pruning ended tokens failed");

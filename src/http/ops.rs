@@ -22,13 +22,15 @@ pub async fn healthz() -> Response {
 pub async fn readyz(State(st): State<AppState>) -> Response {
     let draining = *st.delivery.shutdown_signal().borrow();
     let db = crate::store::admin::latest(&st.db).await.is_ok();
-    let status = if db && !draining {
+    // Cluster mode: the node must also receive the bus (Redis reachable).
+    let bus = st.delivery.cluster().is_none_or(|b| b.connected());
+    let status = if db && bus && !draining {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({"status": if status == StatusCode::OK { "ok" } else { "unavailable" },
-                      "database": db, "draining": draining});
+                      "database": db, "bus": bus, "draining": draining});
     (status, axum::Json(body)).into_response()
 }
 
