@@ -180,7 +180,7 @@ impl Delivery {
 
     /// Register an authenticated socket; returns its id, and whether `groups` (the user's active
     /// groups, read when the membership epoch was `epoch`) may be stale: the caller then reads
-    /// them again and calls [`Delivery::set_groups`].
+    /// them again with [`Delivery::refresh_groups`].
     pub fn register(&self, user: i64, mut sock: Sock, groups: Vec<i64>, epoch: u64) -> (u64, bool) {
         let id = self.hub.next_id.fetch_add(1, Ordering::Relaxed);
         sock.id = id;
@@ -229,7 +229,7 @@ impl Delivery {
 
     /// The user's active groups, read again after a membership change raced the handshake:
     /// applied when nothing changed since `epoch` (false: read once more).
-    pub fn set_groups(&self, user: i64, groups: Vec<i64>, epoch: u64) -> bool {
+    fn set_groups(&self, user: i64, groups: Vec<i64>, epoch: u64) -> bool {
         let mut shard = self.hub.shard(user).lock();
         let Some(slot) = shard.get_mut(&user) else {
             return true;
@@ -249,6 +249,19 @@ impl Delivery {
             go.entry(*g).or_default().insert(user);
         }
         true
+    }
+
+    /// Read the user's active groups from the store again and apply them to the fan-out index,
+    /// retrying while a join or removal moves the membership epoch meanwhile.
+    pub async fn refresh_groups(&self, user: i64) -> sqlx::Result<()> {
+        for _ in 0..10 {
+            let epoch = self.membership_epoch(user);
+            let groups = crate::store::groups::active_group_ids(&self.hub.db, user).await?;
+            if self.set_groups(user, groups, epoch) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn index_remove(go: &mut HashMap<i64, HashSet<i64>>, group: i64, user: i64) {
@@ -808,13 +821,7 @@ impl Delivery {
                 _ => self.kick(user, &jti, None),
             }
         }
-        for _ in 0..10 {
-            let epoch = self.membership_epoch(user);
-            let groups = crate::store::groups::active_group_ids(db, user).await?;
-            if self.set_groups(user, groups, epoch) {
-                break;
-            }
-        }
+        self.refresh_groups(user).await?;
         let flush = {
             let mut shard = self.hub.shard(user).lock();
             match shard.get_mut(&user) {

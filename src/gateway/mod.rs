@@ -250,15 +250,7 @@ async fn handshake(
     let (sock_id, stale) = st.delivery.register(uid, sock, groups, epoch);
     if stale {
         // A join or removal raced the handshake: read the groups again until they hold.
-        for _ in 0..10 {
-            let epoch = st.delivery.membership_epoch(uid);
-            let Ok(fresh) = groups::active_group_ids(&st.db, uid).await else {
-                break;
-            };
-            if st.delivery.set_groups(uid, fresh, epoch) {
-                break;
-            }
-        }
+        let _ = st.delivery.refresh_groups(uid).await;
     }
     drop(guard);
     // Only what the session needs from here on: the connect-time values are freed.

@@ -262,6 +262,26 @@ impl Cluster {
         gid
     }
 
+    /// API 十五 (`visitorloginChat`) for `username` from a new device; returns the token.
+    async fn device_login(&self, node: usize, username: &str) -> String {
+        let (sign, body) = signed_body(
+            &device_id(),
+            json!({"username": username, "password": "123456"}),
+        );
+        let r = self
+            .http
+            .post(self.nodes[node].url("/api/visitorloginChat"))
+            .header("X-Security-Sign", sign)
+            .json(&body)
+            .send()
+            .await
+            .expect("login")
+            .json::<Value>()
+            .await
+            .expect("json");
+        r["data"]["token"].as_str().expect("token").to_string()
+    }
+
     async fn send(
         &self,
         node: usize,
@@ -345,23 +365,7 @@ async fn kick_logout_ban_and_offline_pull_act_across_nodes() {
     let (a, ta) = c.register(0, "kickxa01").await;
     let (b, _) = c.register(0, "kickxb01").await;
     // b logs in from device 1 and holds a socket on node 1.
-    let login = |dev: String| {
-        let (sign, body) = signed_body(&dev, json!({"username": "kickxb01", "password": "123456"}));
-        (sign, body)
-    };
-    let (sign, body) = login(device_id());
-    let r = c
-        .http
-        .post(c.nodes[0].url("/api/visitorloginChat"))
-        .header("X-Security-Sign", sign)
-        .json(&body)
-        .send()
-        .await
-        .expect("login")
-        .json::<Value>()
-        .await
-        .expect("json");
-    let t1 = r["data"]["token"].as_str().expect("token").to_string();
+    let t1 = c.device_login(0, "kickxb01").await;
     c.befriend((a, &ta), (b, &t1)).await;
 
     // chatGetmessageOffLine on node 0 flushes the socket held by node 1.
@@ -378,19 +382,7 @@ async fn kick_logout_ban_and_offline_pull_act_across_nodes() {
     );
 
     // A login from another device on node 0 kicks the socket on node 1: notice, no Close frame.
-    let (sign, body) = login(device_id());
-    let r = c
-        .http
-        .post(c.nodes[0].url("/api/visitorloginChat"))
-        .header("X-Security-Sign", sign)
-        .json(&body)
-        .send()
-        .await
-        .expect("login")
-        .json::<Value>()
-        .await
-        .expect("json");
-    let t2 = r["data"]["token"].as_str().expect("token").to_string();
+    let t2 = c.device_login(0, "kickxb01").await;
     let kick = w1.next_chat(WAIT).await.expect("kick notice");
     assert_eq!(kick["from_name"], "账号异地登录", "{kick}");
     assert_eq!(w1.ended(WAIT).await, Ended::Abnormal);
@@ -403,19 +395,7 @@ async fn kick_logout_ban_and_offline_pull_act_across_nodes() {
     assert!(texts(&w2.drain_chats(Duration::from_millis(800)).await).is_empty());
 
     // A ban (imrs admin ban) closes every socket on every node with 4003 before it returns.
-    let (sign, body) = login(device_id());
-    let r = c
-        .http
-        .post(c.nodes[1].url("/api/visitorloginChat"))
-        .header("X-Security-Sign", sign)
-        .json(&body)
-        .send()
-        .await
-        .expect("login")
-        .json::<Value>()
-        .await
-        .expect("json");
-    let t3 = r["data"]["token"].as_str().expect("token").to_string();
+    let t3 = c.device_login(1, "kickxb01").await;
     let mut on0 = Ws::open_url(&c.nodes[0].ws(&t3)).await;
     let mut on1 = Ws::open_url(&c.nodes[1].ws(&t3)).await;
     while on0.next_json(QUIET).await.is_some() {}
